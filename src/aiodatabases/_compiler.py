@@ -1,0 +1,429 @@
+"""Turn SQLAlchemy Core statements and raw ``:name`` SQL into driver SQL, once.
+
+Compilation is the expensive part of running a query through SQLAlchemy: it walks the
+statement, renders SQL and works out parameter order and type processing. A ``Compiler``
+does that once per distinct statement shape and keeps the result (``CompiledQuery``) in a
+bounded cache: raw strings are keyed by their text, Core statements by SQLAlchemy's cache
+key, so a ``select()`` rebuilt on every call with different values reuses one entry. What a
+call still does is bind its values into a positional argument list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any, Final
+
+import sqlalchemy.exc
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql import ClauseElement, text
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.ddl import ExecutableDDLElement
+from sqlalchemy.sql.dml import Insert, Update, ValuesBase
+from sqlalchemy.sql.selectable import SelectBase, TextualSelect
+
+from ._records import ResultMeta
+from .exceptions import InterfaceError, ProgrammingError
+
+__all__ = ["CompiledQuery", "Compiler", "Kind", "Query"]
+
+Query = ClauseElement | str
+Processor = Callable[[Any], Any]
+
+
+class Kind:
+    """What a statement does, which decides what ``execute()`` returns."""
+
+    SELECT: Final = 0
+    INSERT: Final = 1
+    UPDATE: Final = 2
+    DELETE: Final = 3
+    OTHER: Final = 4
+
+
+_LEADING = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*\(*\s*(\w+)", re.DOTALL)
+_WRITE_WORD = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE|UPSERT)\b", re.IGNORECASE)
+_KINDS = {
+    "select": Kind.SELECT,
+    "values": Kind.SELECT,
+    "table": Kind.SELECT,
+    "show": Kind.SELECT,
+    "insert": Kind.INSERT,
+    "replace": Kind.INSERT,
+    "update": Kind.UPDATE,
+    "delete": Kind.DELETE,
+}
+
+
+def classify_sql(sql: str) -> tuple[int, bool]:
+    """Return the kind of a raw SQL statement and whether it certainly only reads.
+
+    The classification is conservative: a statement is read-only only when it starts with
+    ``SELECT``/``VALUES`` (or ``WITH`` and names no writing verb anywhere).
+    """
+    match = _LEADING.match(sql)
+    if match is None:
+        return Kind.OTHER, False
+    word = match.group(1).lower()
+    if word == "with":
+        found = _WRITE_WORD.search(sql)
+        if found is None:
+            return Kind.SELECT, True
+        return _KINDS.get(found.group(1).lower(), Kind.OTHER), False
+    kind = _KINDS.get(word, Kind.OTHER)
+    return kind, kind == Kind.SELECT and word != "show"
+
+
+class _DefaultContext:
+    """The ``context`` a Python-side column default callable receives."""
+
+    __slots__ = ("_params",)
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self._params = params
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> dict[str, Any]:
+        """Return the parameters of the row being written."""
+        return self._params
+
+
+class CompiledQuery:
+    """One statement compiled for one dialect: SQL text, parameter order and result plan.
+
+    Instances are cached and shared by every task that runs the same statement shape; they
+    are never mutated after construction except for the ``meta`` memo and the ``slow`` flag.
+    """
+
+    __slots__ = (
+        "bind_processors",
+        "compiled",
+        "getter",
+        "kind",
+        "meta",
+        "names",
+        "prefetch",
+        "readonly",
+        "result_columns",
+        "slow",
+        "sql",
+        "unique_names",
+    )
+
+    def __init__(
+        self,
+        sql: str,
+        names: Sequence[str],
+        kind: int,
+        readonly: bool,
+        compiled: SQLCompiler | None = None,
+    ) -> None:
+        self.sql = sql
+        self.names: tuple[str, ...] = tuple(names)
+        self.unique_names = frozenset(self.names)
+        self.kind = kind
+        self.readonly = readonly
+        self.compiled = compiled
+        self.meta: ResultMeta | None = None
+        self.slow = False
+        self.bind_processors: tuple[tuple[int, Processor], ...] = ()
+        self.prefetch: tuple[Any, ...] = ()
+        self.result_columns: list[Any] | None = None
+        self.getter: Callable[[Mapping[str, Any]], Any] | None = None
+        if self.names:
+            getter = itemgetter(*self.names)
+            self.getter = getter if len(self.names) > 1 else (lambda row: (getter(row),))
+
+    def args_for_text(self, values: Mapping[str, Any] | None) -> Sequence[Any]:
+        """Bind ``values`` to the positional parameters of a raw SQL statement."""
+        if not self.names:
+            if values:
+                self._check_extra(values)
+            return ()
+        if values is None:
+            raise ProgrammingError(
+                f"the query has parameters {_fmt(self.unique_names)} but no values were given"
+            )
+        if len(values) != len(self.unique_names):
+            self._check_extra(values)
+        try:
+            return self.getter(values)  # type: ignore[misc]  # set whenever names is non-empty
+        except KeyError as exc:
+            raise ProgrammingError(
+                f"missing value for query parameter :{exc.args[0]}; "
+                f"the query takes {_fmt(self.unique_names)}"
+            ) from None
+
+    def _check_extra(self, values: Mapping[str, Any]) -> None:
+        extra = set(values) - self.unique_names
+        if extra:
+            takes = _fmt(self.unique_names) if self.unique_names else "no parameters"
+            raise ProgrammingError(
+                f"values name parameters the query does not have: {_fmt(extra)}; "
+                f"the query takes {takes}"
+            )
+
+
+def _fmt(names: Iterable[str]) -> str:
+    return ", ".join(f":{name}" for name in sorted(names))
+
+
+class _LRU(dict[Any, Any]):
+    """A dict that forgets its oldest entries beyond ``maxsize``."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+        self.maxsize = maxsize
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self) >= self.maxsize:
+            for old in list(self)[: max(1, self.maxsize // 8)]:
+                del self[old]
+        self[key] = value
+
+
+class Compiler:
+    """Compiles queries for one dialect and caches the results.
+
+    Shared by all connections of a backend; it holds no per-call state, so tasks may share it.
+    """
+
+    def __init__(self, dialect: Dialect, cache_size: int = 1000) -> None:
+        self.dialect = dialect
+        self._text: _LRU = _LRU(cache_size)
+        self._core: _LRU = _LRU(cache_size)
+        self._meta: _LRU = _LRU(cache_size)
+
+    # -- raw SQL -------------------------------------------------------------------------
+
+    def text(self, sql: str) -> CompiledQuery:
+        """Return the compiled form of a raw SQL string with ``:name`` parameters."""
+        entry: CompiledQuery | None = self._text.get(sql)
+        if entry is None:
+            entry = self._compile_text(sql)
+            self._text.put(sql, entry)
+        return entry
+
+    def _compile_text(self, sql: str) -> CompiledQuery:
+        kind, readonly = classify_sql(sql)
+        if ":" not in sql and "%" not in sql:
+            return CompiledQuery(sql, (), kind, readonly)
+        compiled = text(sql).compile(dialect=self.dialect)
+        names = compiled.positiontup or ()
+        return CompiledQuery(compiled.string, names, kind, readonly)
+
+    # -- SQLAlchemy Core -----------------------------------------------------------------
+
+    def core(
+        self,
+        stmt: ClauseElement,
+        values: Mapping[str, Any] | None,
+        many: bool = False,
+    ) -> tuple[CompiledQuery, Any, Any, Mapping[str, Any] | None]:
+        """Compile a Core statement; return the entry, its compiler and extracted binds.
+
+        ``values`` for an ``insert()``/``update()`` name the columns to write, as
+        ``.values(**values)`` would; for other statements they fill ``bindparam()`` slots.
+        """
+        if values and isinstance(stmt, ValuesBase):
+            if any(isinstance(v, ClauseElement) for v in values.values()):
+                stmt = stmt.values(**values)
+                values = None
+        if not isinstance(stmt, ClauseElement) or not hasattr(stmt, "_generate_cache_key"):
+            raise InterfaceError(
+                f"cannot run {type(stmt).__name__}: pass a SQLAlchemy Core statement or a SQL str"
+            )
+        column_keys: tuple[str, ...] | None = None
+        if isinstance(stmt, ValuesBase):
+            column_keys = tuple(sorted(values)) if values else ()
+        cache_key = stmt._generate_cache_key()
+        if cache_key is None:
+            compiled = self._compile_core(stmt, None, column_keys, many)
+            return self._entry_for(stmt, compiled), compiled, None, values
+        key = (cache_key.key, column_keys, many)
+        entry = self._core.get(key)
+        if entry is None:
+            compiled = self._compile_core(stmt, cache_key, column_keys, many)
+            entry = self._entry_for(stmt, compiled)
+            self._core.put(key, entry)
+        return entry, entry.compiled, cache_key.bindparams, values
+
+    def _compile_core(
+        self,
+        stmt: ClauseElement,
+        cache_key: Any,
+        column_keys: tuple[str, ...] | None,
+        many: bool,
+    ) -> SQLCompiler:
+        try:
+            if isinstance(stmt, ExecutableDDLElement):
+                return stmt.compile(dialect=self.dialect)  # type: ignore[return-value]
+            compiled = stmt._compiler(  # type: ignore[attr-defined]  # the cached-compile entry point
+                self.dialect,
+                cache_key=cache_key,
+                column_keys=list(column_keys) if column_keys is not None else None,
+                for_executemany=many,
+                schema_translate_map=None,
+            )
+        except sqlalchemy.exc.CompileError as exc:
+            raise ProgrammingError(f"cannot compile the statement: {exc}") from exc
+        return compiled  # type: ignore[no-any-return]
+
+    def _entry_for(self, stmt: ClauseElement, compiled: Any) -> CompiledQuery:
+        if isinstance(stmt, ExecutableDDLElement) or not isinstance(compiled, SQLCompiler):
+            entry = CompiledQuery(compiled.string, (), Kind.OTHER, False, None)
+            return entry
+        if compiled.isinsert:
+            kind = Kind.INSERT
+        elif compiled.isupdate:
+            kind = Kind.UPDATE
+        elif compiled.isdelete:
+            kind = Kind.DELETE
+        elif isinstance(stmt, SelectBase | TextualSelect):
+            kind = Kind.SELECT
+        else:
+            kind, _ = classify_sql(compiled.string)
+        readonly = kind == Kind.SELECT and isinstance(stmt, SelectBase)
+        if not readonly and kind == Kind.SELECT:
+            _, readonly = classify_sql(compiled.string)
+        names = compiled.positiontup or ()
+        entry = CompiledQuery(compiled.string, names, kind, readonly, compiled)
+        procs = compiled._bind_processors
+        entry.bind_processors = tuple(
+            (i, procs[name]) for i, name in enumerate(names) if name in procs
+        )
+        if isinstance(stmt, Insert):
+            entry.prefetch = tuple(compiled.insert_prefetch)
+        elif isinstance(stmt, Update):
+            entry.prefetch = tuple(compiled.update_prefetch)
+        if compiled._result_columns:
+            entry.result_columns = list(compiled._result_columns)
+        return entry
+
+    def core_args(
+        self,
+        entry: CompiledQuery,
+        compiled: SQLCompiler,
+        extracted: Any,
+        values: Mapping[str, Any] | None,
+    ) -> tuple[str, list[Any]]:
+        """Bind ``values`` (and the literals captured in the statement) for one execution."""
+        try:
+            params = compiled.construct_params(
+                params=values, extracted_parameters=extracted, _check=True
+            )
+        except sqlalchemy.exc.InvalidRequestError as exc:
+            raise ProgrammingError(str(exc).split("\n")[0]) from None
+        if entry.prefetch:
+            self._apply_defaults(entry, params)
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            expanded = compiled._process_parameters_for_postcompile(params)
+            procs = expanded.processors
+            args = [params_value(expanded.parameters, n) for n in expanded.positiontup or ()]
+            for i, name in enumerate(expanded.positiontup or ()):
+                proc = procs.get(name)
+                if proc is not None:
+                    args[i] = proc(args[i])
+            return expanded.statement, args
+        args = [params[name] for name in entry.names]
+        for i, proc in entry.bind_processors:
+            args[i] = proc(args[i])
+        return entry.sql, args
+
+    def core_many(
+        self,
+        entry: CompiledQuery,
+        compiled: SQLCompiler,
+        extracted: Any,
+        rows: Sequence[Mapping[str, Any]],
+    ) -> list[Sequence[Any]]:
+        """Bind every row of an ``execute_many`` call."""
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            raise ProgrammingError(
+                "execute_many() cannot run a statement with an expanding IN (...) parameter"
+            )
+        first = rows[0]
+        base = compiled.construct_params(
+            params=first, extracted_parameters=extracted, _check=False
+        )
+        names = entry.names
+        row_keys = set(first)
+        fast = (
+            not entry.prefetch
+            and not entry.bind_processors
+            and entry.getter is not None
+            and row_keys.issuperset(names)
+        )
+        out: list[Sequence[Any]] = []
+        try:
+            if fast:
+                getter = entry.getter
+                assert getter is not None
+                out = [getter(row) for row in rows]
+                return out
+            from_row = [(i, n) for i, n in enumerate(names) if n in row_keys]
+            template = [base.get(n) for n in names]
+            missing = [n for n in names if n not in row_keys and base.get(n) is None]
+            for row in rows:
+                args = template.copy()
+                for i, name in from_row:
+                    args[i] = row[name]
+                if entry.prefetch:
+                    params = dict(zip(names, args, strict=True))
+                    self._apply_defaults(entry, params, missing)
+                    args = [params[n] for n in names]
+                for i, proc in entry.bind_processors:
+                    args[i] = proc(args[i])
+                out.append(args)
+        except KeyError as exc:
+            raise ProgrammingError(
+                f"execute_many(): row {len(out)} has no value for :{exc.args[0]}, "
+                "which the first row has; every row must name the same keys"
+            ) from None
+        return out
+
+    @staticmethod
+    def _apply_defaults(
+        entry: CompiledQuery, params: dict[str, Any], only: Iterable[str] | None = None
+    ) -> None:
+        wanted = None if only is None else set(only)
+        for column in entry.prefetch:
+            key = column.key
+            if wanted is not None and key not in wanted:
+                continue
+            if params.get(key) is not None:
+                continue
+            default = column.onupdate if entry.kind == Kind.UPDATE else column.default
+            if default is None:
+                continue
+            if default.is_scalar:
+                params[key] = default.arg
+            elif default.is_callable:
+                params[key] = default.arg(_DefaultContext(params))
+
+    # -- results -------------------------------------------------------------------------
+
+    def meta_for(self, entry: CompiledQuery | None, names: Sequence[str]) -> ResultMeta:
+        """Return the result plan for rows whose columns are called ``names``."""
+        if entry is not None and entry.result_columns is not None:
+            meta = entry.meta
+            if meta is not None and meta.width == len(names):
+                return meta
+            if len(entry.result_columns) == len(names):
+                meta = ResultMeta.from_result_columns(entry.result_columns, self.dialect)
+                entry.meta = meta
+                return meta
+        key = tuple(names)
+        meta = self._meta.get(key)
+        if meta is None:
+            meta = ResultMeta.from_names(key)
+            self._meta.put(key, meta)
+        return meta  # type: ignore[no-any-return]
+
+
+def params_value(params: Mapping[str, Any], name: str) -> Any:
+    """Return ``params[name]``, turning a missing name into a clear error."""
+    try:
+        return params[name]
+    except KeyError:
+        raise ProgrammingError(f"missing value for query parameter :{name}") from None

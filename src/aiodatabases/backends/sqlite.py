@@ -1,0 +1,793 @@
+"""The SQLite backend: the stdlib ``sqlite3`` driven from the event loop, safely.
+
+How a statement reaches SQLite decides the speed: a hop to a worker thread and back costs
+tens of microseconds, an indexed lookup a few. So a statement first runs right on the event
+loop with a progress handler armed; if it has not finished within a small budget
+(``_BUDGET``), SQLite aborts it and it runs again on a worker thread, where it may take as
+long as it needs without holding up the loop. A statement that needed the thread once goes
+there directly from then on.
+
+Aborting is only done where it loses nothing: a read, or a write outside any transaction of
+the caller's (SQLite undoes the whole aborted statement). A write inside the caller's
+transaction is never aborted — SQLite would roll back the entire transaction — so it runs on
+a worker thread from the start.
+
+Writers are serialized inside the process by an asyncio lock, and transactions start with
+``BEGIN IMMEDIATE``, so concurrent read-then-write transactions queue instead of failing with
+"database is locked". Waiting for another process's lock happens on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from math import inf
+from typing import Any, TypeVar
+
+from sqlalchemy.dialects.sqlite import base as sqlite_base
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.sql import sqltypes
+
+from .. import exceptions
+from .._compiler import CompiledQuery, Compiler, Kind, Query
+from .._pool import Pool
+from .._records import Record, ResultMeta
+from .._url import DatabaseURL
+from ._errors import combined_error
+from ._options import OptionReader
+from .base import Backend, BackendConnection, PoolStats, TransactionOptions
+
+__all__ = ["SQLiteBackend", "SQLiteConnection"]
+
+T = TypeVar("T")
+logger = logging.getLogger("aiodatabases.query")
+
+# How long a statement may run on the event loop before it moves to a worker thread.
+_BUDGET = 0.010
+# How long the loop may run back-to-back statements before yielding to other tasks.
+_BURST = 0.010
+# VM instructions between two calls of the progress handler.
+_PROGRESS_STEPS = 5_000
+_ITERATE_BATCH = 256
+
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_INTERRUPT = 9
+
+_ISOLATION_LEVELS = {"serializable", "repeatable_read", "read_committed", "read_uncommitted"}
+_MODES = {"deferred", "immediate", "exclusive"}
+
+
+class _DateTime(sqlite_base.DATETIME):
+    """SQLite DATETIME that keeps time zones: aware values are stored as UTC and read back
+    aware, so ``DateTime(timezone=True)`` behaves as on PostgreSQL."""
+
+    def bind_processor(self, dialect: Any) -> Any:
+        process = super().bind_processor(dialect)
+        if not self.timezone:
+            return process
+
+        def to_utc(value: Any) -> Any:
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            return process(value)
+
+        return to_utc
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        process = super().result_processor(dialect, coltype)
+        if not self.timezone:
+            return process
+
+        def from_utc(value: Any) -> Any:
+            value = process(value) if process is not None else value
+            if isinstance(value, datetime):
+                return value.replace(tzinfo=UTC)
+            return value
+
+        return from_utc
+
+
+class SQLiteDialect(SQLiteDialect_pysqlite):
+    """SQLAlchemy's pysqlite dialect with time-zone-aware DateTime."""
+
+    colspecs = {**SQLiteDialect_pysqlite.colspecs, sqltypes.DateTime: _DateTime}
+
+
+_ERROR_MAP: list[tuple[type[BaseException], type[exceptions.Error]]] = [
+    (sqlite3.IntegrityError, exceptions.IntegrityError),
+    (sqlite3.OperationalError, exceptions.OperationalError),
+    (sqlite3.ProgrammingError, exceptions.ProgrammingError),
+    (sqlite3.DataError, exceptions.DataError),
+    (sqlite3.NotSupportedError, exceptions.NotSupportedError),
+    (sqlite3.InterfaceError, exceptions.ProgrammingError),
+    (sqlite3.Error, exceptions.DatabaseError),
+]
+
+
+def translate(exc: sqlite3.Error) -> BaseException:
+    """Return the aiodatabases error for a sqlite3 error; the driver's class stays catchable."""
+    for driver_class, ours in _ERROR_MAP:
+        if isinstance(exc, driver_class):
+            break
+    cls = combined_error(ours, type(exc), "SQLite")
+    new = cls(*exc.args)
+    for attr in ("sqlite_errorcode", "sqlite_errorname"):
+        if hasattr(exc, attr):
+            try:
+                setattr(new, attr, getattr(exc, attr))
+            except AttributeError:
+                pass
+    new.__cause__ = exc
+    return new
+
+
+class _Fallback(Exception):
+    """Internal: the statement was stopped on the loop and must run on a worker thread."""
+
+    def __init__(self, slow: bool) -> None:
+        self.slow = slow
+
+
+def _error_code(exc: sqlite3.Error) -> int:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF
+
+
+class _SQLiteCursor:
+    """A cursor over a query's rows, fetched in batches; see ``SQLiteConnection.cursor``."""
+
+    def __init__(
+        self, connection: SQLiteConnection, entry: CompiledQuery | None, sql: str, args: Any
+    ) -> None:
+        self._connection = connection
+        self._entry = entry
+        self._sql = sql
+        self._args = args
+        self._cursor: sqlite3.Cursor | None = None
+        self._meta: ResultMeta | None = None
+        self._started_in_thread = False
+
+    async def fetch(self, size: int = _ITERATE_BATCH) -> list[Record]:
+        """Return the next batch of records; empty when done."""
+        conn = self._connection
+        if self._cursor is None:
+
+            def first() -> list[Any]:
+                self._cursor = conn._raw.execute(self._sql, self._args)
+                return self._cursor.fetchmany(size)
+
+            readonly = self._entry.readonly if self._entry is not None else False
+            rows = await conn._run(first, readonly, self._entry)
+        else:
+            cursor = self._cursor
+
+            def more() -> list[Any]:
+                return cursor.fetchmany(size)
+
+            # Rows were handed out already, so the statement cannot be restarted: later
+            # batches run where a long scan cannot hold up the loop.
+            rows = await conn._run_in_thread(more, busy_wait=False)
+        if self._meta is None:
+            assert self._cursor is not None
+            names = [d[0] for d in self._cursor.description or ()]
+            self._meta = conn._compiler.meta_for(self._entry, names)
+        return self._meta.records(rows)
+
+    def close(self) -> None:
+        """Finish the statement."""
+        if self._cursor is not None:
+            try:
+                self._cursor.close()
+            except sqlite3.Error:
+                pass
+
+
+class SQLiteConnection(BackendConnection):
+    """One ``sqlite3`` connection; used by one task at a time (``Connection`` ensures it)."""
+
+    def __init__(self, backend: SQLiteBackend, raw: sqlite3.Connection) -> None:
+        self._backend = backend
+        self._compiler = backend.compiler
+        self._raw = raw
+        self._limit = inf
+        self._deadline = inf
+        self._txn = False
+        self._write_locked = False
+        self._inflight: asyncio.Future[Any] | None = None
+        raw.set_progress_handler(self._progress, _PROGRESS_STEPS)
+
+    def _progress(self) -> int:
+        # Called by SQLite every _PROGRESS_STEPS instructions; non-zero aborts the statement.
+        return 1 if time.perf_counter() > self._limit else 0
+
+    @property
+    def raw_connection(self) -> sqlite3.Connection:
+        """The ``sqlite3.Connection``."""
+        return self._raw
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open."""
+        return self._raw.in_transaction
+
+    # -- running statements -----------------------------------------------------------------
+
+    def _check_transaction(self) -> None:
+        if self._txn and not self._raw.in_transaction:
+            raise exceptions.OperationalError(
+                "the transaction was rolled back by SQLite after an interrupted or failed "
+                "statement; roll it back and run it again"
+            )
+
+    def _on_loop(self, job: Callable[[], T], abortable: bool) -> T:
+        backend = self._backend
+        start = time.perf_counter()
+        timeout = backend.command_timeout
+        deadline = start + timeout if timeout is not None else inf
+        self._deadline = deadline
+        self._limit = min(deadline, start + _BUDGET) if abortable else deadline
+        try:
+            return job()
+        except sqlite3.OperationalError as exc:
+            code = _error_code(exc)
+            if code == _SQLITE_INTERRUPT and self._limit != inf:
+                if time.perf_counter() >= deadline:
+                    raise self._timeout_error() from None
+                if abortable:
+                    raise _Fallback(slow=True) from None
+            if abortable and code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                raise _Fallback(slow=False) from None
+            raise
+        finally:
+            self._limit = inf
+
+    def _timeout_error(self) -> exceptions.QueryTimeoutError:
+        return exceptions.QueryTimeoutError(
+            f"the statement ran longer than command_timeout={self._backend.command_timeout} s "
+            "and was interrupted"
+        )
+
+    async def _run_in_thread(self, job: Callable[[], T], busy_wait: bool) -> T:
+        backend = self._backend
+        raw = self._raw
+        timeout = backend.command_timeout
+        busy_ms = int(backend.busy_timeout * 1000)
+
+        def run() -> T:
+            if busy_wait:
+                raw.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            start = time.perf_counter()
+            self._deadline = self._limit = start + timeout if timeout is not None else inf
+            try:
+                return job()
+            finally:
+                self._limit = inf
+                if busy_wait:
+                    raw.execute("PRAGMA busy_timeout = 0")
+
+        await self.wait_idle()
+        future = asyncio.get_running_loop().run_in_executor(backend.executor, run)
+        self._inflight = future
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not future.done():
+                raw.interrupt()
+                future.add_done_callback(_consume)
+            raise
+        except sqlite3.OperationalError as exc:
+            if _error_code(exc) == _SQLITE_INTERRUPT and time.perf_counter() >= self._deadline:
+                raise self._timeout_error() from None
+            raise
+        finally:
+            if future.done():
+                self._inflight = None
+
+    async def wait_idle(self) -> None:
+        """Wait until a statement left running by a cancelled call has stopped."""
+        inflight = self._inflight
+        if inflight is not None:
+            if not inflight.done():
+                await asyncio.wait([inflight])
+            self._inflight = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a statement is still running on a worker thread."""
+        return self._inflight is not None and not self._inflight.done()
+
+    async def _run(self, job: Callable[[], T], readonly: bool, entry: CompiledQuery | None) -> T:
+        """Run ``job`` on the loop when that is safe and quick, else on a worker thread."""
+        if self._txn:
+            self._check_transaction()
+            if not readonly:
+                return await self._run_in_thread(job, busy_wait=True)
+        backend = self._backend
+        if backend.burst_expired():
+            await asyncio.sleep(0)
+        if self._inflight is not None:
+            await self.wait_idle()
+        if self._txn or readonly:
+            return await self._attempt(job, entry)
+        # A write outside a transaction: take the process-wide writer lock so that writers
+        # queue here instead of failing with "database is locked".
+        await backend.lock_writes()
+        try:
+            return await self._attempt(job, entry)
+        finally:
+            backend.unlock_writes()
+
+    async def _attempt(self, job: Callable[[], T], entry: CompiledQuery | None) -> T:
+        if entry is None or not entry.slow:
+            try:
+                return self._on_loop(job, abortable=True)
+            except _Fallback as fallback:
+                if fallback.slow and entry is not None:
+                    entry.slow = True
+        return await self._run_in_thread(job, busy_wait=True)
+
+    def _prepare(
+        self, query: Query, values: Mapping[str, Any] | None
+    ) -> tuple[CompiledQuery | None, str, Any]:
+        if isinstance(query, str):
+            entry = self._compiler.text(query)
+            return entry, entry.sql, entry.args_for_text(values)
+        entry, compiled, extracted, values = self._compiler.core(query, values)
+        if entry.compiled is None:
+            return entry, entry.sql, ()
+        sql, args = self._compiler.core_args(entry, compiled, extracted, values)
+        return entry, sql, args
+
+    # -- the query API ----------------------------------------------------------------------
+
+    async def fetch_all(self, query: Query, values: Mapping[str, Any] | None) -> list[Record]:
+        """Run a query and return all its rows."""
+        entry, sql, args = self._prepare(query, values)
+        raw = self._raw
+
+        def job() -> tuple[list[Any], Any]:
+            cursor = raw.execute(sql, args)
+            return cursor.fetchall(), cursor.description
+
+        try:
+            rows, description = await self._run(job, entry.readonly if entry else False, entry)
+        except sqlite3.Error as exc:
+            raise translate(exc) from None
+        if description is None:
+            return []
+        meta = self._compiler.meta_for(entry, [d[0] for d in description])
+        return meta.records(rows)
+
+    async def fetch_one(self, query: Query, values: Mapping[str, Any] | None) -> Record | None:
+        """Run a query and return its first row, or ``None``."""
+        entry, sql, args = self._prepare(query, values)
+        raw = self._raw
+        readonly = entry.readonly if entry else False
+
+        def job() -> tuple[Any, Any]:
+            cursor = raw.execute(sql, args)
+            row = cursor.fetchone()
+            if not readonly:
+                cursor.fetchall()  # a write with RETURNING finishes only when fully stepped
+            cursor.close()
+            return row, cursor.description
+
+        try:
+            row, description = await self._run(job, readonly, entry)
+        except sqlite3.Error as exc:
+            raise translate(exc) from None
+        if row is None:
+            return None
+        return self._compiler.meta_for(entry, [d[0] for d in description]).record(row)
+
+    async def fetch_val(
+        self, query: Query, values: Mapping[str, Any] | None, column: Any = 0
+    ) -> Any:
+        """Run a query and return one value of its first row, or ``None``."""
+        record = await self.fetch_one(query, values)
+        if record is None:
+            return None
+        return record[column]
+
+    async def execute(self, query: Query, values: Mapping[str, Any] | None) -> Any:
+        """Run a statement; return the new row id, the changed-row count or a RETURNING value."""
+        entry, sql, args = self._prepare(query, values)
+        raw = self._raw
+        kind = entry.kind if entry is not None else Kind.OTHER
+
+        def job() -> Any:
+            cursor = raw.execute(sql, args)
+            if cursor.description is not None:
+                rows = cursor.fetchall()
+                return ("rows", rows, cursor.description)
+            if kind == Kind.INSERT:
+                return cursor.lastrowid if cursor.rowcount != 0 else None
+            return cursor.rowcount
+
+        try:
+            result = await self._run(job, entry.readonly if entry else False, entry)
+        except sqlite3.Error as exc:
+            raise translate(exc) from None
+        if isinstance(result, tuple):
+            _, rows, description = result
+            if not rows:
+                return None
+            return self._compiler.meta_for(entry, [d[0] for d in description]).record(rows[0])[0]
+        return result
+
+    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement for every set of values in one ``executemany``, atomically."""
+        if not values:
+            return
+        if isinstance(query, str):
+            entry = self._compiler.text(query)
+            sql = entry.sql
+            rows: Sequence[Any] = [entry.args_for_text(v) for v in values]
+        else:
+            entry, compiled, extracted, first = self._compiler.core(query, values[0], many=True)
+            sql = entry.sql
+            rows = self._compiler.core_many(entry, compiled, extracted, values)
+        raw = self._raw
+        in_txn = self._txn
+
+        def job() -> None:
+            # Atomic: all rows or none, inside the caller's transaction or in our own.
+            if in_txn:
+                raw.execute("SAVEPOINT aiodatabases_many")
+            else:
+                raw.execute("BEGIN IMMEDIATE")
+            try:
+                raw.executemany(sql, rows)
+            except BaseException:
+                if in_txn:
+                    raw.execute("ROLLBACK TO SAVEPOINT aiodatabases_many")
+                    raw.execute("RELEASE SAVEPOINT aiodatabases_many")
+                elif raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+            if in_txn:
+                raw.execute("RELEASE SAVEPOINT aiodatabases_many")
+            else:
+                raw.execute("COMMIT")
+
+        try:
+            await self._run(job, False, entry)
+        except sqlite3.Error as exc:
+            raise translate(exc) from None
+
+    async def cursor(self, query: Query, values: Mapping[str, Any] | None) -> _SQLiteCursor:
+        """Open a cursor whose rows are fetched in batches."""
+        entry, sql, args = self._prepare(query, values)
+        return _SQLiteCursor(self, entry, sql, args)
+
+    # -- transactions -----------------------------------------------------------------------
+
+    async def _control(self, sql: str) -> None:
+        raw = self._raw
+
+        def job() -> None:
+            raw.execute(sql)
+
+        if self._inflight is not None:
+            await self.wait_idle()
+        try:
+            try:
+                self._on_loop(job, abortable=False)
+            except sqlite3.OperationalError as exc:
+                if _error_code(exc) != _SQLITE_BUSY:
+                    raise
+                await self._run_in_thread(job, busy_wait=True)
+        except sqlite3.Error as exc:
+            raise translate(exc) from None
+
+    async def begin(self, options: TransactionOptions) -> None:
+        """Open a transaction: ``BEGIN IMMEDIATE`` unless it is read-only or told otherwise."""
+        if options.isolation is not None and options.isolation not in _ISOLATION_LEVELS:
+            raise exceptions.ConfigurationError(
+                f"unknown isolation level {options.isolation!r}; use one of "
+                f"{', '.join(sorted(_ISOLATION_LEVELS))} (SQLite always runs serializable)"
+            )
+        mode = (options.mode or ("deferred" if options.readonly else "immediate")).lower()
+        if mode not in _MODES:
+            raise exceptions.ConfigurationError(
+                f"unknown SQLite transaction mode {mode!r}; use one of {', '.join(sorted(_MODES))}"
+            )
+        if self._raw.in_transaction:
+            raise exceptions.TransactionStateError(
+                "cannot begin(): a transaction is already open on this connection "
+                "(opened with a raw BEGIN?); commit or roll it back first"
+            )
+        if mode != "deferred":
+            await self._backend.lock_writes()
+            self._write_locked = True
+        try:
+            await self._control(f"BEGIN {mode.upper()}")
+            if options.readonly:
+                await self._control("PRAGMA query_only = 1")
+        except BaseException:
+            self._end()
+            raise
+        self._txn = True
+
+    def _end(self) -> None:
+        if self._raw.in_transaction:
+            try:
+                self._raw.execute("ROLLBACK")
+            except sqlite3.Error:
+                logger.warning("rollback after a failed begin() failed", exc_info=True)
+        if self._txn:
+            try:
+                self._raw.execute("PRAGMA query_only = 0")
+            except sqlite3.Error:
+                pass
+        self._txn = False
+        if self._write_locked:
+            self._write_locked = False
+            self._backend.unlock_writes()
+
+    async def commit(self) -> None:
+        """Commit the transaction."""
+        self._check_transaction()
+        await self._control("COMMIT")
+        self._end()
+
+    async def rollback(self) -> None:
+        """Roll back the transaction."""
+        await self.wait_idle()
+        try:
+            if self._raw.in_transaction:
+                await self._control("ROLLBACK")
+        finally:
+            self._end()
+
+    async def savepoint(self, name: str) -> None:
+        """Open a savepoint."""
+        self._check_transaction()
+        await self._control(f"SAVEPOINT {name}")
+
+    async def release_savepoint(self, name: str) -> None:
+        """Release a savepoint, keeping its work."""
+        self._check_transaction()
+        await self._control(f"RELEASE SAVEPOINT {name}")
+
+    async def rollback_to_savepoint(self, name: str) -> None:
+        """Undo a savepoint's work and close it."""
+        await self.wait_idle()
+        self._check_transaction()
+        await self._control(f"ROLLBACK TO SAVEPOINT {name}")
+        await self._control(f"RELEASE SAVEPOINT {name}")
+
+    # -- pool hooks ---------------------------------------------------------------------------
+
+    def reset(self) -> bool:
+        """Make the connection clean for its next user; ``False`` if it must be closed."""
+        try:
+            if self._raw.in_transaction or self._txn:
+                self._end()
+        except Exception:
+            return False
+        return not self._raw.in_transaction
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class SQLiteBackend(Backend):
+    """SQLite through the stdlib driver; one per ``Database``.
+
+    Options (URL query or keyword; keywords win): ``min_size``, ``max_size`` (file databases
+    only; memory databases use one connection), ``pool_timeout`` (seconds, default 30),
+    ``command_timeout`` (seconds, default none), ``timeout`` (seconds to wait for another
+    process's lock, default 5), ``synchronous`` (``normal`` by default with WAL), ``journal_mode``
+    (``wal`` by default for files), ``foreign_keys``, ``uri``, ``cached_statements``,
+    ``detect_types``, ``check_same_thread`` (accepted; connections are always usable from the
+    worker threads).
+    """
+
+    def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
+        self.url = url
+        self.compiler = Compiler(SQLiteDialect(paramstyle="qmark"))
+        url_options = url.options
+        reader = OptionReader(url.scheme, url_options, options)
+        self._uri = reader.bool("uri", False)
+        self.busy_timeout = reader.float("timeout", 5.0) or 0.0
+        self.pool_timeout = reader.float("pool_timeout", 30.0)
+        self.command_timeout = reader.float("command_timeout", None)
+        self._synchronous = reader.choice(
+            "synchronous", "normal", {"off", "normal", "full", "extra"}
+        )
+        self._foreign_keys = reader.bool("foreign_keys", False)
+        self._cached_statements = reader.int("cached_statements", 256)
+        self._detect_types = reader.int("detect_types", 0)
+        reader.bool("check_same_thread", False)
+        if reader.has("isolation_level"):
+            raise exceptions.ConfigurationError(
+                "option isolation_level is not supported: aiodatabases manages SQLite "
+                "transactions itself; use database.transaction() instead"
+            )
+        database = url.database
+        if self._uri:
+            # Query options nobody else takes belong to the SQLite URI (cache=shared, mode=...).
+            uri_params = {
+                k: v
+                for k, v in url_options.items()
+                if k not in _LIBRARY_OPTIONS and k not in options
+            }
+            for key in uri_params:
+                reader.raw(key)
+            query = "&".join(f"{k}={v}" for k, v in uri_params.items())
+            self._target = f"{database}?{query}" if query else database
+            self.memory = ":memory:" in database or uri_params.get("mode") == "memory"
+            if not database.startswith("file:"):
+                self._target = f"file:{self._target}"
+        else:
+            self._target = database or ":memory:"
+            self.memory = self._target == ":memory:"
+        journal_default = "memory" if self.memory else "wal"
+        self._journal_mode = reader.choice(
+            "journal_mode", journal_default, {"wal", "delete", "truncate", "persist", "memory"}
+        )
+        if self.memory:
+            # Every connection to a plain memory database is a separate database; one
+            # connection, kept open from connect() to disconnect(), is the database.
+            reader.int("min_size", 1)
+            reader.int("max_size", 1)
+            min_size = max_size = 1
+        else:
+            min_size = reader.int("min_size", 1)
+            max_size = reader.int("max_size", 8, minimum=1)
+            if min_size > max_size:
+                raise exceptions.ConfigurationError(
+                    f"min_size={min_size} is larger than max_size={max_size}"
+                )
+        reader.reject_unknown()
+        self.executor = ThreadPoolExecutor(
+            max_workers=max_size + 1, thread_name_prefix="aiodatabases-sqlite"
+        )
+        self._pool: Pool[SQLiteConnection] = Pool(
+            self._open,
+            self._close,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=self.pool_timeout,
+        )
+        self._write_lock = asyncio.Lock()
+        self._burst_open = False
+        self._burst_start = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def _connect_sync(self) -> sqlite3.Connection:
+        raw = sqlite3.connect(
+            self._target,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=self._uri,
+            cached_statements=self._cached_statements,
+            detect_types=self._detect_types,
+        )
+        try:
+            if not self.memory:
+                raw.execute(f"PRAGMA journal_mode = {self._journal_mode}")
+            raw.execute(f"PRAGMA synchronous = {self._synchronous}")
+            if self._foreign_keys:
+                raw.execute("PRAGMA foreign_keys = ON")
+            raw.execute("PRAGMA busy_timeout = 0")
+        except BaseException:
+            raw.close()
+            raise
+        return raw
+
+    async def _open(self) -> SQLiteConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            raw = await loop.run_in_executor(self.executor, self._connect_sync)
+        except sqlite3.Error as exc:
+            raise translate(exc) from None
+        return SQLiteConnection(self, raw)
+
+    async def _close(self, conn: SQLiteConnection) -> None:
+        await conn.wait_idle()
+        conn.raw_connection.close()
+
+    async def connect(self) -> None:
+        """Open the pool (and the database file)."""
+        self._loop = asyncio.get_running_loop()
+        await self._pool.open()
+
+    async def disconnect(self) -> None:
+        """Close every connection."""
+        await self._pool.close()
+        self.executor.shutdown(wait=False)
+
+    def acquire_nowait(self) -> SQLiteConnection | None:
+        """Return an idle connection, or ``None``."""
+        return self._pool.acquire_nowait()
+
+    async def acquire(self) -> SQLiteConnection:
+        """Return a connection, waiting up to ``pool_timeout``."""
+        return await self._pool.acquire()
+
+    def release(self, connection: BackendConnection) -> None:
+        """Give a connection back, cleaning it first; never waits."""
+        assert isinstance(connection, SQLiteConnection)
+        inflight = connection._inflight
+        if inflight is not None and not inflight.done():
+            # A cancelled statement is still stopping on its worker thread.
+            inflight.add_done_callback(lambda _: self._give_back(connection))
+            return
+        self._give_back(connection)
+
+    def _give_back(self, connection: SQLiteConnection) -> None:
+        connection._inflight = None
+        if connection.reset():
+            self._pool.release(connection)
+        else:
+            self._pool.discard(connection)
+
+    def pool_stats(self) -> PoolStats:
+        """Return the pool's counts."""
+        pool = self._pool
+        return PoolStats(pool.size, pool.idle, pool.in_use, pool.max_size)
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    async def lock_writes(self) -> None:
+        """Take the process-wide writer lock, waiting up to the busy timeout."""
+        lock = self._write_lock
+        if not lock.locked():
+            await lock.acquire()
+            return
+        try:
+            async with asyncio.timeout(self.busy_timeout or None):
+                await lock.acquire()
+        except TimeoutError:
+            raise combined_error(
+                exceptions.OperationalError, sqlite3.OperationalError, "SQLite"
+            )(
+                f"database is locked: another transaction held the write lock for more than "
+                f"{self.busy_timeout} s (option timeout)"
+            ) from None
+
+    def unlock_writes(self) -> None:
+        """Release the writer lock."""
+        self._write_lock.release()
+
+    def burst_expired(self) -> bool:
+        """Whether this loop has run statements back to back for too long without yielding."""
+        now = time.perf_counter()
+        if not self._burst_open:
+            self._burst_open = True
+            self._burst_start = now
+            loop = self._loop or asyncio.get_running_loop()
+            loop.call_soon(self._close_burst)
+            return False
+        return now - self._burst_start > _BURST
+
+    def _close_burst(self) -> None:
+        self._burst_open = False
+
+
+_LIBRARY_OPTIONS = {
+    "min_size",
+    "max_size",
+    "pool_timeout",
+    "command_timeout",
+    "timeout",
+    "synchronous",
+    "journal_mode",
+    "foreign_keys",
+    "cached_statements",
+    "detect_types",
+    "check_same_thread",
+    "uri",
+}

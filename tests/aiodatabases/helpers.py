@@ -1,0 +1,56 @@
+"""Small helpers shared by the aiodatabases tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from sqlalchemy import Table, func, select
+
+from aiodatabases import Database
+
+#: (url, seconds) -> raw SQL that keeps that backend busy for about that long.
+SlowSql = Callable[[str, float], str]
+
+
+async def hold_connections(database: Database, count: int) -> set[int]:
+    """Check out count connections at once from separate tasks; return their raw ids.
+
+    The first error (a PoolTimeoutError, say) releases the other holders and is re-raised.
+    """
+    ready = 0
+    all_ready = asyncio.Event()
+    ids: set[int] = set()
+
+    async def hold() -> None:
+        nonlocal ready
+        try:
+            async with database.connection() as connection:
+                assert await connection.fetch_val("SELECT 1") == 1
+                ids.add(id(connection.raw_connection))
+                ready += 1
+                if ready == count:
+                    all_ready.set()
+                await all_ready.wait()
+        except BaseException:
+            all_ready.set()
+            raise
+
+    results = await asyncio.gather(*(hold() for _ in range(count)), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return ids
+
+
+async def count_rows(database: Database, table: Table) -> int:
+    """Return the number of rows in table, as seen by the current task's connection."""
+    value = await database.fetch_val(select(func.count()).select_from(table))
+    assert isinstance(value, int)
+    return value
+
+
+async def count_from_outside(url: str, table: Table) -> int:
+    """Return the number of committed rows in table, read through a separate Database."""
+    async with Database(url) as other:
+        return await count_rows(other, table)

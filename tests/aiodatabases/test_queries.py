@@ -1,0 +1,336 @@
+"""Query methods: fetch_all, fetch_one, fetch_val, execute, execute_many, iterate."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.schema import CreateTable, DropTable
+
+import aiodatabases
+from aiodatabases import Database
+
+from .tables import defaults, notes
+
+THREE_NOTES = [
+    {"text": "alpha", "completed": False},
+    {"text": "beta", "completed": True},
+    {"text": "gamma", "completed": False},
+]
+
+
+async def _three_notes(database: Database) -> None:
+    await database.execute_many(notes.insert(), THREE_NOTES)
+
+
+async def test_fetch_all_returns_every_row_in_order(database: Database) -> None:
+    """fetch_all returns a list with one record per row, in the query's order."""
+    await _three_notes(database)
+    rows = await database.fetch_all(notes.select().order_by(notes.c.id.desc()))
+    assert isinstance(rows, list)
+    assert [row["text"] for row in rows] == ["gamma", "beta", "alpha"]
+
+
+async def test_fetch_all_of_empty_table_is_an_empty_list(database: Database) -> None:
+    """fetch_all on no rows returns []."""
+    assert await database.fetch_all(notes.select()) == []
+
+
+async def test_fetch_one_returns_the_first_row(database: Database) -> None:
+    """fetch_one returns the first row of the result."""
+    await _three_notes(database)
+    row = await database.fetch_one(notes.select().order_by(notes.c.id))
+    assert row is not None
+    assert row["text"] == "alpha"
+
+
+async def test_fetch_one_returns_none_when_no_row_matches(database: Database) -> None:
+    """fetch_one returns None for an empty result."""
+    assert await database.fetch_one(notes.select().where(notes.c.id == 99)) is None
+
+
+async def test_fetch_val_returns_the_first_column_by_default(database: Database) -> None:
+    """fetch_val returns column 0 of the first row."""
+    await _three_notes(database)
+    assert await database.fetch_val(select(func.count()).select_from(notes)) == 3
+
+
+async def test_fetch_val_takes_a_column_index_or_name(database: Database) -> None:
+    """fetch_val(column=1) and fetch_val(column="text") pick that column."""
+    await _three_notes(database)
+    query = notes.select().where(notes.c.id == 2)
+    assert await database.fetch_val(query, column=1) == "beta"
+    assert await database.fetch_val(query, column="text") == "beta"
+    assert await database.fetch_val(query, column=2) is True
+
+
+async def test_fetch_val_returns_none_when_no_row_matches(database: Database) -> None:
+    """fetch_val returns None for an empty result."""
+    assert await database.fetch_val(notes.select().where(notes.c.id == 99)) is None
+
+
+async def test_raw_sql_with_named_parameters(database: Database) -> None:
+    """A raw SQL string with :name parameters is filled from values."""
+    await _three_notes(database)
+    rows = await database.fetch_all(
+        "SELECT text FROM notes WHERE completed = :done AND id > :min_id ORDER BY id",
+        {"done": False, "min_id": 1},
+    )
+    assert [row["text"] for row in rows] == ["gamma"]
+
+
+async def test_raw_sql_parameter_used_twice(database: Database) -> None:
+    """The same :name appearing twice in raw SQL is bound both times."""
+    assert await database.fetch_val("SELECT :n + :n", {"n": 21}) == 42
+
+
+async def test_text_clause_with_values(database: Database) -> None:
+    """A text() clause's :name parameters are filled from values."""
+    assert await database.fetch_val(text("SELECT :a * :b"), {"a": 6, "b": 7}) == 42
+
+
+async def test_text_clause_with_bound_parameters(database: Database) -> None:
+    """A text() clause with .bindparams() runs without values."""
+    assert await database.fetch_val(text("SELECT :a + 1").bindparams(a=41)) == 42
+
+
+async def test_core_select_with_where_clause(database: Database) -> None:
+    """A Core select with a literal comparison binds its parameter."""
+    await _three_notes(database)
+    rows = await database.fetch_all(select(notes.c.text).where(notes.c.completed.is_(True)))
+    assert [row.text for row in rows] == ["beta"]
+
+
+async def test_core_select_with_bindparam_filled_from_values(database: Database) -> None:
+    """A Core select with bindparam("note_id") takes its value from values."""
+    await _three_notes(database)
+    query = select(notes.c.text).where(notes.c.id == bindparam("note_id"))
+    assert await database.fetch_val(query, {"note_id": 3}) == "gamma"
+
+
+async def test_execute_insert_returns_the_new_primary_key(database: Database) -> None:
+    """execute(insert) returns the new row's id: 1 then 2 on a fresh table."""
+    first = await database.execute(notes.insert(), {"text": "a", "completed": False})
+    second = await database.execute(notes.insert().values(text="b", completed=True))
+    assert (first, second) == (1, 2)
+
+
+async def test_execute_raw_insert_returns_the_new_primary_key(database: Database) -> None:
+    """A raw SQL insert also returns the new row's id."""
+    await database.execute(notes.insert(), {"id": 40, "text": "a", "completed": False})
+    new_id = await database.execute(
+        "INSERT INTO notes (text, completed) VALUES (:text, :completed)",
+        {"text": "b", "completed": True},
+    )
+    assert new_id == 41
+
+
+async def test_execute_update_returns_the_number_of_rows_changed(database: Database) -> None:
+    """execute(update) returns how many rows it changed."""
+    await _three_notes(database)
+    count = await database.execute(
+        notes.update().where(notes.c.completed.is_(False)).values(completed=True)
+    )
+    assert count == 2
+
+
+async def test_execute_delete_returns_the_number_of_rows_deleted(database: Database) -> None:
+    """execute(delete) returns how many rows it deleted, 0 when none matched."""
+    await _three_notes(database)
+    assert await database.execute(notes.delete().where(notes.c.id > 1)) == 2
+    assert await database.execute(notes.delete().where(notes.c.id > 1)) == 0
+    assert await database.execute("DELETE FROM notes WHERE id = :id", {"id": 1}) == 1
+
+
+async def test_execute_insert_returning_returns_the_first_returned_value(
+    database: Database,
+) -> None:
+    """execute(insert().returning(col)) returns that column's value, not the row id."""
+    value = await database.execute(
+        notes.insert().returning(notes.c.text), {"text": "returned", "completed": False}
+    )
+    assert value == "returned"
+
+
+async def test_core_insert_values_act_like_values_call(database: Database) -> None:
+    """execute(table.insert(), values) inserts exactly those column values."""
+    await database.execute(notes.insert(), {"id": 5, "text": "hello", "completed": True})
+    row = await database.fetch_one(notes.select())
+    assert row is not None
+    assert dict(row) == {"id": 5, "text": "hello", "completed": True}
+
+
+async def test_core_update_values_change_only_the_given_columns(database: Database) -> None:
+    """execute(update().where(...), values) sets those columns on the matching rows only."""
+    await _three_notes(database)
+    count = await database.execute(notes.update().where(notes.c.id == 2), {"text": "BETA"})
+    assert count == 1
+    rows = await database.fetch_all(notes.select().order_by(notes.c.id))
+    assert [(row.text, row.completed) for row in rows] == [
+        ("alpha", False),
+        ("BETA", True),
+        ("gamma", False),
+    ]
+
+
+async def test_core_insert_applies_column_defaults(database: Database) -> None:
+    """A Core insert fills scalar and callable Python-side column defaults, as SQLAlchemy does."""
+    await database.execute(defaults.insert(), {"id": 1})
+    row = await database.fetch_one(defaults.select())
+    assert row is not None
+    assert row["scalar"] == "unnamed"
+    assert row["generated"] == "generated by a callable"
+
+
+async def test_execute_many_inserts_every_row(database: Database) -> None:
+    """execute_many with a Core insert inserts one row per values dict."""
+    await database.execute_many(
+        notes.insert(), [{"text": f"note {i}", "completed": i % 2 == 1} for i in range(100)]
+    )
+    assert await database.fetch_val(select(func.count()).select_from(notes)) == 100
+    assert await database.fetch_val(select(func.count()).where(notes.c.completed.is_(True))) == 50
+
+
+async def test_execute_many_with_raw_sql(database: Database) -> None:
+    """execute_many with a raw SQL string binds each values dict."""
+    await database.execute_many(
+        "INSERT INTO notes (text, completed) VALUES (:text, :completed)", THREE_NOTES
+    )
+    rows = await database.fetch_all("SELECT text FROM notes ORDER BY id")
+    assert [row[0] for row in rows] == ["alpha", "beta", "gamma"]
+
+
+async def test_execute_many_updates_with_bindparams(database: Database) -> None:
+    """execute_many with an update keyed by bindparam changes every targeted row."""
+    await _three_notes(database)
+    query = notes.update().where(notes.c.id == bindparam("note_id")).values(text=bindparam("new"))
+    await database.execute_many(query, [{"note_id": 1, "new": "A"}, {"note_id": 3, "new": "C"}])
+    rows = await database.fetch_all(select(notes.c.text).order_by(notes.c.id))
+    assert [row.text for row in rows] == ["A", "beta", "C"]
+
+
+async def test_execute_many_with_no_rows_inserts_nothing(database: Database) -> None:
+    """execute_many with an empty list is a no-op, not an error."""
+    await database.execute_many(notes.insert(), [])
+    assert await database.fetch_all(notes.select()) == []
+
+
+async def test_execute_many_is_atomic_when_a_row_fails(database: Database) -> None:
+    """When one row of execute_many violates a constraint, none of the rows are inserted."""
+    rows = [
+        {"id": 1, "text": "one", "completed": False},
+        {"id": 2, "text": "two", "completed": False},
+        {"id": 1, "text": "duplicate", "completed": False},
+        {"id": 3, "text": "three", "completed": False},
+    ]
+    with pytest.raises(aiodatabases.IntegrityError):
+        await database.execute_many(notes.insert(), rows)
+    assert await database.fetch_all(notes.select()) == []
+    await database.execute_many(notes.insert(), rows[:2])
+    assert await database.fetch_val(select(func.count()).select_from(notes)) == 2
+
+
+async def test_iterate_yields_every_row_in_order(database: Database) -> None:
+    """iterate() yields each record of the result in order."""
+    await database.execute_many(
+        notes.insert(), [{"text": f"n{i:04d}", "completed": False} for i in range(1000)]
+    )
+    texts = [row["text"] async for row in database.iterate(notes.select().order_by(notes.c.id))]
+    assert texts == [f"n{i:04d}" for i in range(1000)]
+
+
+async def test_iterate_raw_sql_with_values(database: Database) -> None:
+    """iterate() takes a raw SQL string and values."""
+    await _three_notes(database)
+    rows = [
+        row.text
+        async for row in database.iterate(
+            "SELECT text FROM notes WHERE id >= :first ORDER BY id", {"first": 2}
+        )
+    ]
+    assert rows == ["beta", "gamma"]
+
+
+async def test_iterate_of_empty_result_yields_nothing(database: Database) -> None:
+    """iterate() over no rows ends at once."""
+    assert [row async for row in database.iterate(notes.select())] == []
+
+
+@pytest.mark.timeout(30)
+async def test_breaking_out_of_iterate_leaves_the_database_usable(
+    database: Database, database_url: str
+) -> None:
+    """Leaving iterate() early releases its connection: the one-connection pool still serves."""
+    async with Database(database_url, max_size=1, pool_timeout=2) as single:
+        await single.execute_many(notes.insert(), THREE_NOTES * 10)
+        for _ in range(5):
+            async for row in single.iterate(notes.select()):
+                assert row["text"] == "alpha"
+                break
+        assert await single.fetch_val(select(func.count()).select_from(notes)) == 30
+
+
+async def test_queries_through_an_explicit_connection(database: Database) -> None:
+    """A Connection offers the same query methods as Database."""
+    async with database.connection() as connection:
+        assert await connection.execute(notes.insert(), THREE_NOTES[0]) == 1
+        await connection.execute_many(notes.insert(), THREE_NOTES[1:])
+        assert len(await connection.fetch_all(notes.select())) == 3
+        row = await connection.fetch_one(notes.select().where(notes.c.id == 2))
+        assert row is not None
+        assert row.text == "beta"
+        assert await connection.fetch_val(select(notes.c.text).where(notes.c.id == 3)) == "gamma"
+        assert [r.id async for r in connection.iterate(notes.select().order_by(notes.c.id))] == [
+            1,
+            2,
+            3,
+        ]
+    assert await database.fetch_val(select(func.count()).select_from(notes)) == 3
+
+
+async def test_ddl_statements_run_through_execute(database: Database) -> None:
+    """CreateTable, DDL() and DropTable run through execute and take effect."""
+    scratch = sqlalchemy.Table(
+        "scratch",
+        sqlalchemy.MetaData(),
+        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True),
+        sqlalchemy.Column("name", sqlalchemy.String(20)),
+    )
+    await database.execute(CreateTable(scratch))
+    await database.execute(sqlalchemy.DDL("CREATE INDEX ix_scratch_name ON scratch (name)"))
+    await database.execute(scratch.insert(), {"name": "x"})
+    assert await database.fetch_val(select(scratch.c.name)) == "x"
+    await database.execute(DropTable(scratch))
+    with pytest.raises(aiodatabases.DatabaseError):
+        await database.fetch_all(select(scratch))
+
+
+async def test_literal_percent_in_raw_sql_is_kept(database: Database) -> None:
+    """SELECT '100%' returns the text 100% unchanged."""
+    assert await database.fetch_val("SELECT '100%'") == "100%"
+
+
+@pytest.mark.parametrize(
+    ("sql", "values", "expected"),
+    [
+        ("SELECT '100%' || :suffix", {"suffix": "!"}, "100%!"),
+        ("SELECT '%s'", None, "%s"),
+        ("SELECT '%(name)s'", None, "%(name)s"),
+        ("SELECT '%%'", None, "%%"),
+        ("SELECT :value || '%'", {"value": "50"}, "50%"),
+    ],
+)
+async def test_percent_signs_survive_with_and_without_parameters(
+    database: Database, sql: str, values: dict[str, str] | None, expected: str
+) -> None:
+    """Percent signs in literals are never taken for driver placeholders."""
+    assert await database.fetch_val(sql, values) == expected
+
+
+async def test_like_pattern_with_percent_and_parameter(database: Database) -> None:
+    """A LIKE '%...' literal next to a :name parameter filters correctly."""
+    await _three_notes(database)
+    rows = await database.fetch_all(
+        "SELECT text FROM notes WHERE text LIKE '%a' AND id <> :skip ORDER BY id", {"skip": 1}
+    )
+    assert [row.text for row in rows] == ["beta", "gamma"]
