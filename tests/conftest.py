@@ -74,7 +74,7 @@ def require_reachable(url: str) -> None:
 
 @pytest.fixture(params=_backend_params(), ids=_backend_id)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL for each backend under test: always a fresh SQLite file, plus AIODATABASES_TEST_URLS."""
+    """A URL per backend under test: always a fresh SQLite file, plus AIODATABASES_TEST_URLS."""
     param: str = request.param
     if param == SQLITE_FILE:
         return f"sqlite:///{tmp_path}/test.db"
@@ -107,7 +107,7 @@ def sqlite_rows_per_second() -> float:
 
 @pytest.fixture(scope="session")
 def slow_sql(sqlite_rows_per_second: float) -> Callable[[str, float], str]:
-    """Return a function (url, seconds) -> raw SQL that keeps that backend busy for about seconds."""
+    """Return a function (url, seconds) -> raw SQL keeping that backend busy about that long."""
 
     def build(url: str, seconds: float) -> str:
         dialect = urlsplit(url).scheme.split("+", 1)[0]

@@ -147,7 +147,10 @@ class CompiledQuery:
         if len(values) != len(self.unique_names):
             self._check_extra(values)
         try:
-            return self.getter(values)  # type: ignore[misc]  # set whenever names is non-empty
+            getter = self.getter
+            assert getter is not None  # set whenever names is non-empty
+            args: Sequence[Any] = getter(values)
+            return args
         except KeyError as exc:
             raise ProgrammingError(
                 f"missing value for query parameter :{exc.args[0]}; "
@@ -225,10 +228,13 @@ class Compiler:
         ``values`` for an ``insert()``/``update()`` name the columns to write, as
         ``.values(**values)`` would; for other statements they fill ``bindparam()`` slots.
         """
-        if values and isinstance(stmt, ValuesBase):
-            if any(isinstance(v, ClauseElement) for v in values.values()):
-                stmt = stmt.values(**values)
-                values = None
+        if (
+            values
+            and isinstance(stmt, ValuesBase)
+            and any(isinstance(v, ClauseElement) for v in values.values())
+        ):
+            stmt = stmt.values(**values)
+            values = None
         if not isinstance(stmt, ClauseElement) or not hasattr(stmt, "_generate_cache_key"):
             raise InterfaceError(
                 f"cannot run {type(stmt).__name__}: pass a SQLAlchemy Core statement or a SQL str"
@@ -239,11 +245,15 @@ class Compiler:
         cache_key = stmt._generate_cache_key()
         if cache_key is None:
             compiled = self._compile_core(stmt, None, column_keys, many)
+            if column_keys:
+                _check_column_keys(stmt, compiled, column_keys)
             return self._entry_for(stmt, compiled), compiled, None, values
         key = (cache_key.key, column_keys, many)
         entry = self._core.get(key)
         if entry is None:
             compiled = self._compile_core(stmt, cache_key, column_keys, many)
+            if column_keys:
+                _check_column_keys(stmt, compiled, column_keys)
             entry = self._entry_for(stmt, compiled)
             self._core.put(key, entry)
         return entry, entry.compiled, cache_key.bindparams, values
@@ -254,11 +264,11 @@ class Compiler:
         cache_key: Any,
         column_keys: tuple[str, ...] | None,
         many: bool,
-    ) -> SQLCompiler:
+    ) -> Any:
         try:
             if isinstance(stmt, ExecutableDDLElement):
-                return stmt.compile(dialect=self.dialect)  # type: ignore[return-value]
-            compiled = stmt._compiler(  # type: ignore[attr-defined]  # the cached-compile entry point
+                return stmt.compile(dialect=self.dialect)
+            compiled = stmt._compiler(
                 self.dialect,
                 cache_key=cache_key,
                 column_keys=list(column_keys) if column_keys is not None else None,
@@ -267,7 +277,7 @@ class Compiler:
             )
         except sqlalchemy.exc.CompileError as exc:
             raise ProgrammingError(f"cannot compile the statement: {exc}") from exc
-        return compiled  # type: ignore[no-any-return]
+        return compiled
 
     def _entry_for(self, stmt: ClauseElement, compiled: Any) -> CompiledQuery:
         if isinstance(stmt, ExecutableDDLElement) or not isinstance(compiled, SQLCompiler):
@@ -288,7 +298,7 @@ class Compiler:
             _, readonly = classify_sql(compiled.string)
         names = compiled.positiontup or ()
         entry = CompiledQuery(compiled.string, names, kind, readonly, compiled)
-        procs = compiled._bind_processors
+        procs: dict[str, Any] = dict(compiled._bind_processors)
         entry.bind_processors = tuple(
             (i, procs[name]) for i, name in enumerate(names) if name in procs
         )
@@ -315,15 +325,16 @@ class Compiler:
         except sqlalchemy.exc.InvalidRequestError as exc:
             raise ProgrammingError(str(exc).split("\n")[0]) from None
         if entry.prefetch:
+            params = dict(params)
             self._apply_defaults(entry, params)
         if compiled.post_compile_params or compiled.literal_execute_params:
             expanded = compiled._process_parameters_for_postcompile(params)
-            procs = expanded.processors
+            expanded_procs: Mapping[str, Any] = expanded.processors
             args = [params_value(expanded.parameters, n) for n in expanded.positiontup or ()]
             for i, name in enumerate(expanded.positiontup or ()):
-                proc = procs.get(name)
-                if proc is not None:
-                    args[i] = proc(args[i])
+                expanded_proc = expanded_procs.get(name)
+                if expanded_proc is not None:
+                    args[i] = expanded_proc(args[i])
             return expanded.statement, args
         args = [params[name] for name in entry.names]
         for i, proc in entry.bind_processors:
@@ -343,9 +354,7 @@ class Compiler:
                 "execute_many() cannot run a statement with an expanding IN (...) parameter"
             )
         first = rows[0]
-        base = compiled.construct_params(
-            params=first, extracted_parameters=extracted, _check=False
-        )
+        base = compiled.construct_params(params=first, extracted_parameters=extracted, _check=False)
         names = entry.names
         row_keys = set(first)
         fast = (
@@ -418,7 +427,21 @@ class Compiler:
         if meta is None:
             meta = ResultMeta.from_names(key)
             self._meta.put(key, meta)
-        return meta  # type: ignore[no-any-return]
+        assert isinstance(meta, ResultMeta)
+        return meta
+
+
+def _check_column_keys(stmt: ClauseElement, compiled: Any, column_keys: Iterable[str]) -> None:
+    """Reject values that name neither a column of the table nor a bind parameter."""
+    table = getattr(stmt, "table", None)
+    known = {c.key for c in table.c} if table is not None and hasattr(table, "c") else set()
+    known.update(getattr(compiled, "binds", {}))
+    unknown = sorted(set(column_keys) - known)
+    if unknown:
+        raise ProgrammingError(
+            f"values name no column of {getattr(table, 'name', 'the table')}: "
+            f"{', '.join(unknown)} (unconsumed column names)"
+        )
 
 
 def params_value(params: Mapping[str, Any], name: str) -> Any:

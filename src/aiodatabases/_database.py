@@ -39,8 +39,9 @@ class Database:
         ConfigurationError: The URL or an option is wrong, or the driver is not installed.
     """
 
-    SUPPORTED_BACKENDS = {scheme: f"aiodatabases.backends.{m}:{c}" for scheme, (m, c, *_) in
-                          SCHEMES.items()}
+    SUPPORTED_BACKENDS = {
+        scheme: f"aiodatabases.backends.{m}:{c}" for scheme, (m, c, *_) in SCHEMES.items()
+    }
 
     def __init__(
         self, url: str | DatabaseURL, *, force_rollback: bool = False, **options: Any

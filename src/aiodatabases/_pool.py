@@ -77,7 +77,7 @@ class Pool(Generic[C]):
             return self._idle.pop()
         return None
 
-    async def acquire(self, timeout: float | None = None) -> C:
+    async def acquire(self, timeout: float | None = None) -> C:  # noqa: ASYNC109  # a pool wait bound
         """Return a connection, opening one if the pool may grow, else waiting for one.
 
         Raises:

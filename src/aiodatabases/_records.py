@@ -61,7 +61,7 @@ class ResultMeta:
         if self.processors:
             rows = [self.convert(row) for row in rows]
         new = Record.__new__
-        out = []
+        out: list[Record] = []
         append = out.append
         for row in rows:
             record = new(Record)
@@ -122,9 +122,9 @@ class Record(Mapping[str, Any]):
         if not isinstance(key, str):
             # A column of an equivalent Table object (reflected, copied): match by name.
             qualified = str(key)
-            table, _, name = qualified.rpartition(".")
+            name = qualified.rpartition(".")[2]
             for index, column_name in enumerate(self._meta.names):
-                if column_name == name or column_name == qualified:
+                if column_name in (name, qualified):
                     return self._row[index]
         raise KeyError(key)
 
@@ -198,3 +198,22 @@ class _Items(ItemsView[str, Any]):
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         record = self._mapping
         return zip(record._meta.names, record._row, strict=True)
+
+
+def _teach_pydantic() -> None:
+    # FastAPI serializes a route's return value annotated ``-> Any`` with pydantic-core,
+    # which knows nothing of Mapping subclasses; a class-level serializer makes records
+    # serialize as JSON objects there too. Skipped when pydantic is not installed.
+    try:
+        from pydantic_core import SchemaSerializer, core_schema
+    except ImportError:
+        return
+    schema = core_schema.any_schema(
+        serialization=core_schema.plain_serializer_function_ser_schema(
+            lambda record: dict(record.items())
+        )
+    )
+    Record.__pydantic_serializer__ = SchemaSerializer(schema)  # type: ignore[attr-defined]
+
+
+_teach_pydantic()

@@ -21,6 +21,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _OPTION_NAMES = {"isolation", "readonly", "deferrable", "mode"}
+_ISOLATION_LEVELS = {"serializable", "repeatable_read", "read_committed", "read_uncommitted"}
 
 
 class TransactionState(enum.Enum):
@@ -57,7 +58,13 @@ class Transaction:
             )
         isolation = options.get("isolation")
         if isolation is not None:
-            isolation = str(isolation).lower().replace(" ", "_").replace("-", "_")
+            normal = str(isolation).lower().replace(" ", "_")
+            if normal not in _ISOLATION_LEVELS:
+                raise ConfigurationError(
+                    f"unknown isolation level {isolation!r}; use one of "
+                    f"{', '.join(sorted(_ISOLATION_LEVELS))}"
+                )
+            isolation = normal
         self._options_kwargs = options
         self._options = TransactionOptions(
             isolation=isolation,
@@ -105,9 +112,7 @@ class Transaction:
     def __await__(self) -> Generator[Any, None, Transaction]:
         return self.start().__await__()
 
-    def __call__(
-        self, func: Callable[P, Awaitable[R]]
-    ) -> Callable[P, Coroutine[Any, Any, R]]:
+    def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         """Wrap ``func`` so that every call runs in a transaction of its own."""
 
         @functools.wraps(func)

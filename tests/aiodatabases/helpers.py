@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
+import pytest
 from sqlalchemy import Table, func, select
 
 from aiodatabases import Database
 
 #: (url, seconds) -> raw SQL that keeps that backend busy for about that long.
 SlowSql = Callable[[str, float], str]
+
+
+class Abort(Exception):
+    """Raised by a test to leave a transaction block with an error."""
+
+
+@contextlib.contextmanager
+def expect_abort() -> Iterator[None]:
+    """Require the block to end by raising Abort, and swallow it."""
+    try:
+        yield
+    except Abort:
+        return
+    pytest.fail("Abort was raised inside the block but did not propagate out of it")
 
 
 async def hold_connections(database: Database, count: int) -> set[int]:

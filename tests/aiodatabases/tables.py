@@ -40,7 +40,9 @@ class CommaSeparatedList(sqlalchemy.types.TypeDecorator[list[str]]):
     impl = String(200)
     cache_ok = True
 
-    def process_bind_param(self, value: list[str] | None, dialect: sqlalchemy.Dialect) -> str | None:
+    def process_bind_param(
+        self, value: list[str] | None, dialect: sqlalchemy.Dialect
+    ) -> str | None:
         """Join the list with commas."""
         return None if value is None else ",".join(value)
 
@@ -129,4 +131,3 @@ kitchen_sink = Table(
 
 #: Creation order (parents first); drop in reverse.
 ALL_TABLES: tuple[Table, ...] = tuple(metadata.sorted_tables)
-

@@ -10,12 +10,8 @@ from sqlalchemy import select
 
 from aiodatabases import Database
 
-from .helpers import SlowSql, count_rows, hold_connections
+from .helpers import Abort, SlowSql, count_rows, expect_abort, hold_connections
 from .tables import counters, notes
-
-
-class Abort(Exception):
-    """Raised by a test to leave a transaction block with an error."""
 
 
 def _note(text: str) -> dict[str, object]:
@@ -116,9 +112,7 @@ async def test_iterate_inside_iterate_does_not_hang(database: Database) -> None:
 @pytest.mark.timeout(10)
 async def test_write_inside_iterate_in_a_transaction(database: Database) -> None:
     """Inside a transaction, writes made while iterating a select all commit."""
-    await database.execute_many(
-        counters.insert(), [{"id": n, "value": n} for n in range(1, 6)]
-    )
+    await database.execute_many(counters.insert(), [{"id": n, "value": n} for n in range(1, 6)])
     async with database.transaction():
         async for row in database.iterate(counters.select().order_by(counters.c.id)):
             await database.execute(notes.insert(), _note(f"copy of {row.value}"))
@@ -134,12 +128,15 @@ async def test_child_task_runs_inside_the_parent_transaction(database: Database)
         await database.execute(notes.insert(), _note("child"))
         return seen
 
-    with pytest.raises(Abort):
+    async def parent() -> None:
         async with database.transaction():
             await database.execute(notes.insert(), _note("parent"))
             assert await asyncio.create_task(child()) == 1
             assert await count_rows(database, notes) == 2
             raise Abort
+
+    with expect_abort():
+        await parent()
     assert await count_rows(database, notes) == 0
 
 

@@ -86,7 +86,8 @@ async def test_query_before_connect_raises_not_connected_error(
 ) -> None:
     """Every query method called before connect() raises NotConnectedError, an InterfaceError."""
     database = Database(database_url)
-    with pytest.raises(aiodatabases.NotConnectedError) as info:
+
+    async def call() -> None:
         if method == "iterate":
             async for _ in database.iterate("SELECT 1"):
                 pass
@@ -94,6 +95,9 @@ async def test_query_before_connect_raises_not_connected_error(
             await database.execute_many("SELECT :x", [{"x": 1}])
         else:
             await getattr(database, method)("SELECT 1")
+
+    with pytest.raises(aiodatabases.NotConnectedError) as info:
+        await call()
     assert isinstance(info.value, aiodatabases.InterfaceError)
 
 
@@ -106,24 +110,23 @@ async def test_query_after_disconnect_raises_not_connected_error(database_url: s
         await database.fetch_all("SELECT 1")
 
 
+async def _build_and_connect(url: str, **options: object) -> None:
+    """Build a Database and connect it (the error may come from either step); then disconnect."""
+    database = Database(url, **options)
+    await database.connect()
+    await database.disconnect()
+
+
 async def test_unknown_keyword_option_raises_configuration_error(database_url: str) -> None:
     """An option nobody knows raises ConfigurationError naming it, not a driver TypeError."""
-    database: Database | None = None
     with pytest.raises(aiodatabases.ConfigurationError, match="no_such_option"):
-        database = Database(database_url, no_such_option=1)
-        await database.connect()
-    if database is not None:
-        await database.disconnect()
+        await _build_and_connect(database_url, no_such_option=1)
 
 
 async def test_non_numeric_max_size_in_url_raises_configuration_error(sqlite_url: str) -> None:
     """?max_size=lots is a configuration error, not a ValueError from int()."""
-    database: Database | None = None
     with pytest.raises(aiodatabases.ConfigurationError, match="max_size"):
-        database = Database(f"{sqlite_url}?max_size=lots")
-        await database.connect()
-    if database is not None:
-        await database.disconnect()
+        await _build_and_connect(f"{sqlite_url}?max_size=lots")
 
 
 @pytest.mark.timeout(30)

@@ -194,4 +194,3 @@ async def test_rows_from_fetch_all_and_iterate_are_equivalent(database: Database
     iterated = [dict(row) async for row in database.iterate(query)]
     assert fetched == iterated
     assert [row["text"] for row in fetched] == ["n0", "n1", "n2", "n3", "n4"]
-

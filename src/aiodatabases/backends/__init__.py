@@ -16,6 +16,11 @@ SCHEMES: dict[str, tuple[str, str, str, str | None]] = {
     "sqlite": ("sqlite", "SQLiteBackend", "sqlite", None),
     "sqlite+aiosqlite": ("sqlite", "SQLiteBackend", "sqlite", None),
     "sqlite+pysqlite": ("sqlite", "SQLiteBackend", "sqlite", None),
+    "postgresql": ("asyncpg", "AsyncpgBackend", "postgresql", "asyncpg"),
+    "postgres": ("asyncpg", "AsyncpgBackend", "postgresql", "asyncpg"),
+    "postgresql+asyncpg": ("asyncpg", "AsyncpgBackend", "postgresql", "asyncpg"),
+    "mysql": ("asyncmy", "AsyncmyBackend", "mysql", "asyncmy"),
+    "mysql+asyncmy": ("asyncmy", "AsyncmyBackend", "mysql", "asyncmy"),
 }
 
 _UNSUPPORTED = {
@@ -55,6 +60,13 @@ def create_backend(url: DatabaseURL, options: dict[str, Any]) -> Backend:
                 f"{url.scheme}:// needs the {driver} driver, which is not installed; "
                 f"install it with: pip install 'aiodatabases[{extra}]'"
             ) from None
-    module = importlib.import_module(f"{__name__}.{module_name}")
+    try:
+        module = importlib.import_module(f"{__name__}.{module_name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{module_name}":
+            raise
+        raise ConfigurationError(
+            f"{url.scheme}:// is not available in this version of aiodatabases yet"
+        ) from None
     backend_class: type[Backend] = getattr(module, class_name)
     return backend_class(url, options)  # type: ignore[call-arg]  # concrete backends take (url, options)

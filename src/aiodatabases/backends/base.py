@@ -70,9 +70,7 @@ class BackendConnection(ABC):
         """Run a query and return its first row, or ``None``."""
 
     @abstractmethod
-    async def fetch_val(
-        self, query: Query, values: Mapping[str, Any] | None, column: Any
-    ) -> Any:
+    async def fetch_val(self, query: Query, values: Mapping[str, Any] | None, column: Any) -> Any:
         """Run a query and return one value of its first row, or ``None``."""
 
     @abstractmethod

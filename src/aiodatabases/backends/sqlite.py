@@ -75,7 +75,7 @@ class _DateTime(sqlite_base.DATETIME):
         def to_utc(value: Any) -> Any:
             if isinstance(value, datetime) and value.tzinfo is not None:
                 value = value.astimezone(UTC).replace(tzinfo=None)
-            return process(value)
+            return process(value) if process is not None else value
 
         return to_utc
 
@@ -112,8 +112,10 @@ _ERROR_MAP: list[tuple[type[BaseException], type[exceptions.Error]]] = [
 
 def translate(exc: sqlite3.Error) -> BaseException:
     """Return the aiodatabases error for a sqlite3 error; the driver's class stays catchable."""
-    for driver_class, ours in _ERROR_MAP:
+    ours: type[exceptions.Error] = exceptions.DatabaseError
+    for driver_class, candidate in _ERROR_MAP:
         if isinstance(exc, driver_class):
+            ours = candidate
             break
     cls = combined_error(ours, type(exc), "SQLite")
     new = cls(*exc.args)
@@ -429,7 +431,7 @@ class SQLiteConnection(BackendConnection):
             sql = entry.sql
             rows: Sequence[Any] = [entry.args_for_text(v) for v in values]
         else:
-            entry, compiled, extracted, first = self._compiler.core(query, values[0], many=True)
+            entry, compiled, extracted, _ = self._compiler.core(query, values[0], many=True)
             sql = entry.sql
             rows = self._compiler.core_many(entry, compiled, extracted, values)
         raw = self._raw
@@ -751,9 +753,7 @@ class SQLiteBackend(Backend):
             async with asyncio.timeout(self.busy_timeout or None):
                 await lock.acquire()
         except TimeoutError:
-            raise combined_error(
-                exceptions.OperationalError, sqlite3.OperationalError, "SQLite"
-            )(
+            raise combined_error(exceptions.OperationalError, sqlite3.OperationalError, "SQLite")(
                 f"database is locked: another transaction held the write lock for more than "
                 f"{self.busy_timeout} s (option timeout)"
             ) from None

@@ -1,0 +1,208 @@
+"""SQLite specifics: WAL, busy timeout, in-memory and shared-cache databases, driver classes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import aiosqlite
+import pytest
+from sqlalchemy.schema import CreateTable
+
+import aiodatabases
+from aiodatabases import Database
+
+from .helpers import count_rows
+from .tables import notes, users
+
+
+def _note(text: str) -> dict[str, object]:
+    return {"text": text, "completed": False}
+
+
+def _path_of(url: str) -> str:
+    return url.split("sqlite:///", 1)[1]
+
+
+async def test_file_database_runs_in_wal_mode(sqlite_database: Database) -> None:
+    """A file database is switched to WAL journal mode."""
+    assert str(await sqlite_database.fetch_val("PRAGMA journal_mode")).lower() == "wal"
+
+
+@pytest.mark.timeout(30)
+async def test_writer_within_busy_timeout_waits_for_the_lock_and_succeeds(
+    sqlite_database: Database, sqlite_url: str
+) -> None:
+    """With timeout=10, a write blocked by another Database's transaction waits, then succeeds."""
+    holder = await sqlite_database.transaction()
+    await sqlite_database.execute(notes.insert(), _note("holding the write lock"))
+    async with Database(sqlite_url, timeout=10) as patient:
+        blocked = asyncio.create_task(patient.execute(notes.insert(), _note("waited")))
+        await asyncio.sleep(0.3)
+        assert not blocked.done()
+        await holder.commit()
+        await asyncio.wait_for(blocked, timeout=10)
+        assert await count_rows(patient, notes) == 2
+
+
+@pytest.mark.timeout(30)
+async def test_short_busy_timeout_gives_locked_error_as_both_classes(
+    sqlite_database: Database, sqlite_url: str
+) -> None:
+    """A writer blocked by another Database's transaction fails after `timeout` seconds."""
+    holder = await sqlite_database.transaction()
+    await sqlite_database.execute(notes.insert(), _note("holding the write lock"))
+    try:
+        async with Database(sqlite_url, timeout=0.2) as impatient:
+            started = time.perf_counter()
+            with pytest.raises(aiodatabases.OperationalError) as info:
+                await impatient.execute(notes.insert(), _note("blocked"))
+            waited = time.perf_counter() - started
+    finally:
+        await holder.rollback()
+    assert isinstance(info.value, sqlite3.OperationalError)
+    assert "locked" in str(info.value)
+    assert 0.15 <= waited < 10
+
+
+async def test_unique_violation_is_also_a_sqlite3_integrity_error(
+    sqlite_database: Database,
+) -> None:
+    """Code written for databases 0.9 that catches sqlite3.IntegrityError keeps working."""
+    await sqlite_database.execute(users.insert(), {"name": "ada"})
+    with pytest.raises(sqlite3.IntegrityError) as info:
+        await sqlite_database.execute(users.insert(), {"name": "ada"})
+    assert isinstance(info.value, aiodatabases.IntegrityError)
+
+
+async def test_syntax_error_is_also_a_sqlite3_operational_error(sqlite_database: Database) -> None:
+    """A syntax error is catchable as sqlite3.OperationalError and aiodatabases.DatabaseError."""
+    with pytest.raises(sqlite3.OperationalError) as info:
+        await sqlite_database.fetch_all("SELEC 1")
+    assert isinstance(info.value, aiodatabases.DatabaseError)
+
+
+async def test_raw_connection_is_the_native_driver_connection(sqlite_database: Database) -> None:
+    """Connection.raw_connection is the sqlite3 or aiosqlite connection underneath."""
+    async with sqlite_database.connection() as connection:
+        await connection.fetch_val("SELECT 1")
+        raw = connection.raw_connection
+    assert isinstance(raw, sqlite3.Connection | aiosqlite.Connection)
+
+
+async def test_autocommitted_write_is_visible_to_stdlib_sqlite3(
+    sqlite_database: Database, sqlite_url: str
+) -> None:
+    """A write outside a transaction is committed at once: another process-level reader sees it."""
+    await sqlite_database.execute(notes.insert(), _note("visible"))
+    with sqlite3.connect(_path_of(sqlite_url)) as reader:
+        assert reader.execute("SELECT text FROM notes").fetchall() == [("visible",)]
+
+
+async def test_idle_pooled_connections_hold_no_lock_or_snapshot(
+    sqlite_database: Database, sqlite_url: str
+) -> None:
+    """Between queries, outside writers are not blocked and their rows are seen next query."""
+    assert await count_rows(sqlite_database, notes) == 0
+    writer = sqlite3.connect(_path_of(sqlite_url), timeout=0)
+    try:
+        writer.execute("INSERT INTO notes (text, completed) VALUES ('outside', 0)")
+        writer.commit()
+    finally:
+        writer.close()
+    assert await count_rows(sqlite_database, notes) == 1
+    gathered = await asyncio.gather(*(count_rows(sqlite_database, notes) for _ in range(10)))
+    assert gathered == [1] * 10
+
+
+async def test_relative_path_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sqlite:///relative.db creates relative.db in the current directory."""
+    monkeypatch.chdir(tmp_path)
+    async with Database("sqlite:///relative.db") as database:
+        await database.execute(CreateTable(notes))
+        await database.execute(notes.insert(), _note("here"))
+    assert (tmp_path / "relative.db").exists()
+
+
+@pytest.mark.timeout(30)
+async def test_in_memory_database_is_shared_by_calls_and_tasks() -> None:
+    """sqlite:///:memory: keeps one database for all calls and tasks of that Database."""
+    async with Database("sqlite:///:memory:") as database:
+        await database.execute(CreateTable(notes))
+        await database.execute(notes.insert(), _note("remembered"))
+        assert await count_rows(database, notes) == 1
+        counts = await asyncio.gather(*(count_rows(database, notes) for _ in range(20)))
+        assert counts == [1] * 20
+        async with database.transaction():
+            await database.execute(notes.insert(), _note("in a transaction"))
+        assert await asyncio.create_task(count_rows(database, notes)) == 2
+
+
+async def test_two_in_memory_databases_are_separate() -> None:
+    """Two Database("sqlite:///:memory:") objects each have their own private database."""
+    async with Database("sqlite:///:memory:") as first, Database("sqlite:///:memory:") as second:
+        await first.execute(CreateTable(notes))
+        with pytest.raises(aiodatabases.DatabaseError):
+            await second.fetch_all(notes.select())
+
+
+@pytest.mark.timeout(30)
+async def test_shared_cache_memory_database_with_uri_is_shared_between_databases() -> None:
+    """sqlite:///file:NAME?mode=memory&cache=shared with uri=True is one database for both."""
+    url = f"sqlite:///file:memdb_{uuid.uuid4().hex}?mode=memory&cache=shared"
+    async with Database(url, uri=True) as first, Database(url, uri=True) as second:
+        await first.execute(CreateTable(notes))
+        await first.execute(notes.insert(), _note("shared"))
+        rows = await second.fetch_all(notes.select())
+        assert [row.text for row in rows] == ["shared"]
+        counts = await asyncio.gather(*(count_rows(second, notes) for _ in range(10)))
+        assert counts == [1] * 10
+
+
+@pytest.mark.timeout(30)
+async def test_file_memory_shared_cache_url_from_compat_works() -> None:
+    """sqlite:///file::memory:?cache=shared with uri=True works across tasks."""
+    async with Database("sqlite:///file::memory:?cache=shared", uri=True) as database:
+        await database.execute("DROP TABLE IF EXISTS compat_shared")
+        await database.execute("CREATE TABLE compat_shared (x INTEGER)")
+        await database.execute_many(
+            "INSERT INTO compat_shared (x) VALUES (:x)", [{"x": n} for n in range(5)]
+        )
+        totals = await asyncio.gather(
+            *(database.fetch_val("SELECT sum(x) FROM compat_shared") for _ in range(10))
+        )
+        assert totals == [10] * 10
+        await database.execute("DROP TABLE compat_shared")
+
+
+@pytest.mark.timeout(30)
+async def test_aiosqlite_scheme_runs_the_whole_api(tmp_path: Path) -> None:
+    """sqlite+aiosqlite:// URLs query, iterate, batch and run transactions like sqlite://."""
+    async with Database(f"sqlite+aiosqlite:///{tmp_path}/aio.db") as database:
+        assert database.url.driver == "aiosqlite"
+        await database.execute(CreateTable(notes))
+        assert await database.execute(notes.insert(), _note("one")) == 1
+        await database.execute_many(notes.insert(), [_note("two"), _note("three")])
+        assert [row.text async for row in database.iterate(notes.select())] == [
+            "one",
+            "two",
+            "three",
+        ]
+        transaction = await database.transaction()
+        await database.execute(notes.insert(), _note("rolled back"))
+        await transaction.rollback()
+        assert await count_rows(database, notes) == 3
+        assert str(await database.fetch_val("PRAGMA journal_mode")).lower() == "wal"
+
+
+async def test_aiosqlite_scheme_in_memory() -> None:
+    """sqlite+aiosqlite:///:memory: keeps its data between calls."""
+    async with Database("sqlite+aiosqlite:///:memory:") as database:
+        await database.execute(CreateTable(notes))
+        await database.execute(notes.insert(), _note("kept"))
+        assert await count_rows(database, notes) == 1
