@@ -1,15 +1,96 @@
-"""Record, the row type, and ResultMeta, the per-statement plan that builds records."""
+"""Record, the row type, and ResultMeta, the per-statement plan that builds records.
+
+Field lookups and bulk construction are done by the C module ``_crecords`` when it is built
+(it is optional); the pure-Python fallback below behaves the same, only slower. Setting the
+environment variable ``AIODATABASES_NO_EXTENSIONS`` forces the fallback.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine.interfaces import Dialect
 
 __all__ = ["Record", "ResultMeta"]
 
 Processor = Callable[[Any], Any]
+
+
+class _PyRecordBase:
+    """Pure-Python twin of ``_crecords.RecordBase``."""
+
+    __slots__ = ("_keymap", "_meta", "_row")
+
+    _row: Sequence[Any]
+    _keymap: dict[Any, int]
+    _meta: ResultMeta
+
+    def __init__(self, row: Sequence[Any], keymap: dict[Any, int], meta: ResultMeta) -> None:
+        self._row = row
+        self._keymap = keymap
+        self._meta = meta
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self._row[self._keymap[key]]
+        except (KeyError, TypeError):
+            return self._fallback(key)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("_"):
+            try:
+                return self._row[self._keymap[name]]
+            except KeyError:
+                pass
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def _py_convert(row: Sequence[Any], processors: tuple[tuple[int, Processor], ...]) -> list[Any]:
+    values = list(row)
+    for index, proc in processors:
+        values[index] = proc(values[index])
+    return values
+
+
+def _py_make_record(
+    cls: type[Any],
+    row: Sequence[Any],
+    keymap: dict[Any, int],
+    meta: ResultMeta,
+    processors: tuple[tuple[int, Processor], ...],
+) -> Any:
+    return cls(_py_convert(row, processors) if processors else row, keymap, meta, _raw=True)
+
+
+def _py_make_records(
+    cls: type[Any],
+    rows: Sequence[Sequence[Any]],
+    keymap: dict[Any, int],
+    meta: ResultMeta,
+    processors: tuple[tuple[int, Processor], ...],
+) -> list[Any]:
+    return [_py_make_record(cls, row, keymap, meta, processors) for row in rows]
+
+
+if TYPE_CHECKING or os.environ.get("AIODATABASES_NO_EXTENSIONS"):
+    _RecordBase: type[Any] = _PyRecordBase
+    _make_record = _py_make_record
+    _make_records = _py_make_records
+    SPEEDUPS = False
+else:
+    try:
+        from ._crecords import RecordBase as _RecordBase
+        from ._crecords import make_record as _make_record
+        from ._crecords import make_records as _make_records
+
+        SPEEDUPS = True
+    except ImportError:  # built without a C compiler
+        _RecordBase = _PyRecordBase
+        _make_record = _py_make_record
+        _make_records = _py_make_records
+        SPEEDUPS = False
 
 
 class ResultMeta:
@@ -58,89 +139,65 @@ class ResultMeta:
 
     def records(self, rows: Sequence[Sequence[Any]]) -> list[Record]:
         """Turn driver rows into records, converting only the columns that need it."""
-        if self.processors:
-            rows = [self.convert(row) for row in rows]
-        new = Record.__new__
-        out: list[Record] = []
-        append = out.append
-        for row in rows:
-            record = new(Record)
-            record._row = row
-            record._meta = self
-            append(record)
-        return out
+        records: list[Record] = _make_records(Record, rows, self.keymap, self, self.processors)
+        return records
 
     def record(self, row: Sequence[Any]) -> Record:
         """Turn one driver row into a record."""
-        if self.processors:
-            row = self.convert(row)
-        record = Record.__new__(Record)
-        record._row = row
-        record._meta = self
+        record: Record = _make_record(Record, row, self.keymap, self, self.processors)
         return record
 
-    def convert(self, row: Sequence[Any]) -> list[Any]:
-        """Return the row's values with the column-type converters applied."""
-        values = list(row)
-        for index, proc in self.processors:
-            values[index] = proc(values[index])
-        return values
 
-
-class Record(Mapping[str, Any]):
+class Record(_RecordBase, Mapping[str, Any]):
     """One result row: a read-only mapping from column name to value that also indexes.
 
     ``row["col"]``, ``row[0]``, ``row[table.c.col]``, ``row.col``, ``keys()``, ``values()``,
     ``items()``, ``len(row)``, ``dict(row)`` and ``row._mapping`` all work; iterating yields
     the column names. When two columns share a name, the name reads the last of them (use
-    the column object or the index to read the others). Immutable, so it may be shared
-    between tasks.
+    the column object or the position to read the others); ``keys()`` keeps both.
+    Immutable, so it may be shared between tasks.
     """
 
-    __slots__ = ("_meta", "_row")
+    __slots__ = ()
 
-    _row: Sequence[Any]
-    _meta: ResultMeta
-
-    def __init__(self, values: Sequence[Any], names: Sequence[str]) -> None:
-        self._row = values
-        self._meta = ResultMeta(names)
-
-    def __getitem__(self, key: Any) -> Any:
-        try:
-            return self._row[self._meta.keymap[key]]
-        except KeyError:
-            return self._fallback(key)
-        except TypeError:
-            if isinstance(key, slice):
-                return tuple(self._row[key])
-            raise KeyError(key) from None
+    def __init__(
+        self,
+        values: Sequence[Any],
+        names: Any,
+        meta: ResultMeta | None = None,
+        *,
+        _raw: bool = False,
+    ) -> None:
+        if _raw:
+            # (row, keymap, meta), as the fallback constructor passes them.
+            super().__init__(values, names, meta)
+            return
+        plan = ResultMeta(names)
+        super().__init__(values, plan.keymap, plan)
 
     def _fallback(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return tuple(self._row)[key]
         if isinstance(key, int):
-            raise IndexError(f"record index {key} out of range") from None
+            raise IndexError(f"record index {key} out of range")
         if not isinstance(key, str):
             # A column of an equivalent Table object (reflected, copied): match by name.
             qualified = str(key)
             name = qualified.rpartition(".")[2]
+            found = None
             for index, column_name in enumerate(self._meta.names):
                 if column_name in (name, qualified):
-                    return self._row[index]
+                    found = index
+            if found is not None:
+                return self._row[found]
         raise KeyError(key)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._row[self._meta.keymap[name]]
-        except KeyError:
-            raise AttributeError(
-                f"record has no column {name!r}; its columns are {list(self._meta.names)}"
-            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._meta.names)
 
     def __len__(self) -> int:
-        return self._meta.width
+        width: int = self._meta.width
+        return width
 
     def __contains__(self, key: object) -> bool:
         return key in self._meta.names
@@ -174,12 +231,8 @@ class Record(Mapping[str, Any]):
         inner = ", ".join(f"{k}={v!r}" for k, v in zip(self._meta.names, self._row, strict=True))
         return f"<Record {inner}>"
 
-    def __getstate__(self) -> tuple[list[Any], tuple[str, ...]]:
-        return list(self._row), self._meta.names
-
-    def __setstate__(self, state: tuple[list[Any], tuple[str, ...]]) -> None:
-        self._row, names = state
-        self._meta = ResultMeta(names)
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Record, (list(self._row), self._meta.names))
 
 
 class _Values(ValuesView[Any]):

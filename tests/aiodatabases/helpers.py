@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from types import TracebackType
 
 import pytest
 from sqlalchemy import Table, func, select
@@ -19,14 +19,26 @@ class Abort(Exception):
     """Raised by a test to leave a transaction block with an error."""
 
 
-@contextlib.contextmanager
-def expect_abort() -> Iterator[None]:
-    """Require the block to end by raising Abort, and swallow it."""
-    try:
-        yield
-    except Abort:
-        return
-    pytest.fail("Abort was raised inside the block but did not propagate out of it")
+class expect_abort:  # lower case: it reads like a function, `with expect_abort():`
+    """Require the with block to end by raising Abort, and swallow it.
+
+    Unlike pytest.raises, it reads well around a whole transaction block, and its __exit__
+    returns bool so type checkers know the code after the block is reachable.
+    """
+
+    def __enter__(self) -> None:
+        """Enter the block."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        """Swallow Abort; fail the test when the block ended without it."""
+        if exc_type is None:
+            pytest.fail("Abort was raised inside the block but did not propagate out of it")
+        return issubclass(exc_type, Abort)
 
 
 async def hold_connections(database: Database, count: int) -> set[int]:
@@ -70,3 +82,9 @@ async def count_from_outside(url: str, table: Table) -> int:
     """Return the number of committed rows in table, read through a separate Database."""
     async with Database(url) as other:
         return await count_rows(other, table)
+
+
+def with_query(url: str, **params: object) -> str:
+    """Return url with params appended to its query string."""
+    query = "&".join(f"{name}={value}" for name, value in params.items())
+    return f"{url}{'&' if '?' in url else '?'}{query}"

@@ -194,34 +194,42 @@ async def test_cancelling_a_query_inside_a_transaction_rolls_it_back(
 
 
 @pytest.mark.timeout(60)
-async def test_cancelling_at_commit_applies_all_or_nothing(
+async def test_cancelling_around_commit_applies_all_or_nothing(
     database: Database, database_url: str
 ) -> None:
-    """Cancelled at each moment around commit, a two-insert transaction is whole or absent."""
-    cancelled = 0
-    async with Database(database_url, max_size=1, pool_timeout=5) as single:
-        for key in range(40):
-            reached_commit = asyncio.Event()
+    """Cancelled at each loop step from the last statement through commit: whole or absent.
 
-            async def worker(key: int, reached_commit: asyncio.Event) -> None:
+    The sweep starts cancelling while the transaction's last insert runs and moves one event
+    loop iteration later each round, through the commit and past it, so it lands on every
+    suspension point of that stretch, whatever the library's commit awaits.
+    """
+    outcomes = {"cancelled": 0, "committed": 0}
+    async with Database(database_url, max_size=1, pool_timeout=5) as single:
+        for key in range(60):
+            last_statement = asyncio.Event()
+
+            async def worker(key: int, last_statement: asyncio.Event) -> None:
                 async with single.transaction():
                     await single.execute(pair_a.insert(), {"key": key})
+                    last_statement.set()
                     await single.execute(pair_b.insert(), {"key": key})
-                    reached_commit.set()
 
-            task = asyncio.create_task(worker(key, reached_commit))
-            await reached_commit.wait()
+            task = asyncio.create_task(worker(key, last_statement))
+            await last_statement.wait()
             for _ in range(key):
                 await asyncio.sleep(0)
             task.cancel()
             await _finish(task)
-            cancelled += task.cancelled()
+            outcomes["cancelled"] += task.cancelled()
             a_keys, b_keys = await asyncio.wait_for(_keys(single), timeout=5)
             assert a_keys == b_keys, f"half-applied transaction at key {key}"
+            outcomes["committed"] += key in a_keys
+            assert single.pool_stats().in_use == 0
         after = notes.insert().values(text="after", completed=True)
         await asyncio.wait_for(single.execute(after), timeout=5)
         await _assert_pool_fully_available(single, 1)
-    assert cancelled > 0, "no cancellation reached the commit"
+    assert outcomes["cancelled"] > 0, outcomes
+    assert outcomes["committed"] > 0, outcomes
     assert await count_from_outside(database_url, notes) == 1
 
 

@@ -8,6 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
+import aiodatabases
 from aiodatabases import Database
 
 from .helpers import Abort, SlowSql, count_rows, expect_abort, hold_connections
@@ -51,6 +52,21 @@ async def test_connection_is_reentrant_within_a_task(database: Database) -> None
             assert inner.raw_connection is outer.raw_connection
         assert await outer.fetch_val("SELECT 1") == 1
     assert await database.fetch_val("SELECT 2") == 2
+
+
+@pytest.mark.timeout(30)
+async def test_nested_connection_blocks_hold_the_connection_until_the_outer_exits(
+    database: Database, database_url: str
+) -> None:
+    """connection() is counted: leaving the inner block keeps it; leaving the outer frees it."""
+    async with Database(database_url, max_size=1, pool_timeout=0.3) as single:
+        async with single.connection() as outer:
+            async with single.connection():
+                await outer.fetch_val("SELECT 1")
+            with pytest.raises(aiodatabases.PoolTimeoutError):
+                await asyncio.create_task(single.fetch_val("SELECT 2"))
+            assert await outer.fetch_val("SELECT 3") == 3
+        assert await asyncio.create_task(single.fetch_val("SELECT 4")) == 4
 
 
 async def test_plain_queries_use_the_connection_the_task_holds(database: Database) -> None:

@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 import aiodatabases
 from aiodatabases import Database
 
-from .helpers import hold_connections
+from .helpers import hold_connections, with_query
 
 
 async def test_connect_sets_is_connected_and_disconnect_clears_it(database_url: str) -> None:
     """is_connected is False before connect(), True after, and False after disconnect()."""
     database = Database(database_url)
-    assert database.is_connected is False
+    states = [database.is_connected]
     await database.connect()
     try:
-        assert database.is_connected is True
+        states.append(database.is_connected)
         assert await database.fetch_val("SELECT 1") == 1
     finally:
         await database.disconnect()
-    assert database.is_connected is False
+    states.append(database.is_connected)
+    assert states == [False, True, False]
 
 
 async def test_connect_twice_is_harmless(database_url: str) -> None:
@@ -110,7 +112,7 @@ async def test_query_after_disconnect_raises_not_connected_error(database_url: s
         await database.fetch_all("SELECT 1")
 
 
-async def _build_and_connect(url: str, **options: object) -> None:
+async def _build_and_connect(url: str, **options: Any) -> None:
     """Build a Database and connect it (the error may come from either step); then disconnect."""
     database = Database(url, **options)
     await database.connect()
@@ -126,13 +128,14 @@ async def test_unknown_keyword_option_raises_configuration_error(database_url: s
 async def test_non_numeric_max_size_in_url_raises_configuration_error(sqlite_url: str) -> None:
     """?max_size=lots is a configuration error, not a ValueError from int()."""
     with pytest.raises(aiodatabases.ConfigurationError, match="max_size"):
-        await _build_and_connect(f"{sqlite_url}?max_size=lots")
+        await _build_and_connect(with_query(sqlite_url, max_size="lots"))
 
 
 @pytest.mark.timeout(30)
 async def test_max_size_in_url_limits_the_pool(database_url: str) -> None:
-    """?max_size=2 lets two tasks hold connections at once and makes a third time out."""
-    async with Database(f"{database_url}?max_size=2", pool_timeout=0.3) as database:
+    """?min_size=1&max_size=2 lets two tasks hold connections at once; a third times out."""
+    url = with_query(database_url, min_size=1, max_size=2)
+    async with Database(url, pool_timeout=0.3) as database:
         assert len(await hold_connections(database, 2)) == 2
         with pytest.raises(aiodatabases.PoolTimeoutError):
             await hold_connections(database, 3)
@@ -141,7 +144,8 @@ async def test_max_size_in_url_limits_the_pool(database_url: str) -> None:
 @pytest.mark.timeout(30)
 async def test_max_size_keyword_overrides_the_url(database_url: str) -> None:
     """max_size=3 as a keyword wins over ?max_size=1 in the URL."""
-    async with Database(f"{database_url}?max_size=1", max_size=3, pool_timeout=5) as database:
+    url = with_query(database_url, max_size=1)
+    async with Database(url, max_size=3, pool_timeout=5) as database:
         assert len(await hold_connections(database, 3)) == 3
 
 

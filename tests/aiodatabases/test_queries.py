@@ -297,7 +297,9 @@ async def test_ddl_statements_run_through_execute(database: Database) -> None:
         sqlalchemy.Column("name", sqlalchemy.String(20)),
     )
     await database.execute(CreateTable(scratch))
-    await database.execute(sqlalchemy.DDL("CREATE INDEX ix_scratch_name ON scratch (name)"))
+    # SQLAlchemy ships DDL() without annotations.
+    create_index = sqlalchemy.DDL("CREATE INDEX ix_scratch_name ON scratch (name)")  # type: ignore[no-untyped-call]
+    await database.execute(create_index)
     await database.execute(scratch.insert(), {"name": "x"})
     assert await database.fetch_val(select(scratch.c.name)) == "x"
     await database.execute(DropTable(scratch))

@@ -221,9 +221,14 @@ async def test_connection_transaction(database: Database) -> None:
     assert [row.text for row in rows] == ["kept"]
 
 
-async def test_serializable_isolation_works(database: Database, database_url: str) -> None:
-    """transaction(isolation="serializable") runs and commits on this backend."""
-    async with database.transaction(isolation="serializable"):
+@pytest.mark.parametrize(
+    "isolation", ["serializable", "repeatable_read", "read_committed", "read_uncommitted"]
+)
+async def test_isolation_option_works(
+    database: Database, database_url: str, isolation: str
+) -> None:
+    """transaction(isolation=...) runs and commits on this backend for each standard level."""
+    async with database.transaction(isolation=isolation):
         await database.execute(notes.insert(), _note("serial"))
         assert await count_rows(database, notes) == 1
     assert await count_from_outside(database_url, notes) == 1

@@ -1,0 +1,13 @@
+"""Build the optional C speedups; everything else is configured in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "aiodatabases._crecords",
+            ["src/aiodatabases/_crecords.c"],
+            optional=True,
+        )
+    ]
+)

@@ -1,0 +1,331 @@
+/* Speedups for aiodatabases records: the record type's lookups and bulk construction.
+ *
+ * A record holds its row (any sequence: a tuple from sqlite3, an asyncpg Record, a list
+ * after conversion), the keymap of its statement (name, position or Column -> index) and the
+ * statement's ResultMeta. Reading a field is one dict lookup and one index, done here in C;
+ * everything else about records lives in Python (aiodatabases/_records.py), which falls back
+ * to a pure-Python implementation when this module is not built.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *row;
+    PyObject *keymap;
+    PyObject *meta;
+} RecordObject;
+
+static PyObject *fallback_name; /* "_fallback" */
+
+static int
+record_traverse(RecordObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->row);
+    Py_VISIT(self->keymap);
+    Py_VISIT(self->meta);
+    return 0;
+}
+
+static int
+record_clear(RecordObject *self)
+{
+    Py_CLEAR(self->row);
+    Py_CLEAR(self->keymap);
+    Py_CLEAR(self->meta);
+    return 0;
+}
+
+static void
+record_dealloc(RecordObject *self)
+{
+    /* Instances are of Python subclasses, whose subtype_dealloc owns the type's reference. */
+    PyObject_GC_UnTrack(self);
+    record_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+record_init(RecordObject *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *row, *keymap, *meta;
+    if (!PyArg_ParseTuple(args, "OO!O:RecordBase", &row, &PyDict_Type, &keymap, &meta)) {
+        return -1;
+    }
+    Py_INCREF(row);
+    Py_INCREF(keymap);
+    Py_INCREF(meta);
+    Py_XSETREF(self->row, row);
+    Py_XSETREF(self->keymap, keymap);
+    Py_XSETREF(self->meta, meta);
+    return 0;
+}
+
+static inline PyObject *
+row_item(PyObject *row, Py_ssize_t index)
+{
+    if (PyTuple_CheckExact(row) && index >= 0 && index < PyTuple_GET_SIZE(row)) {
+        PyObject *item = PyTuple_GET_ITEM(row, index);
+        Py_INCREF(item);
+        return item;
+    }
+    if (PyList_CheckExact(row) && index >= 0 && index < PyList_GET_SIZE(row)) {
+        PyObject *item = PyList_GET_ITEM(row, index);
+        Py_INCREF(item);
+        return item;
+    }
+    return PySequence_GetItem(row, index);
+}
+
+/* Return a new reference to the value for key, NULL with no error set if key is unknown. */
+static PyObject *
+record_lookup(RecordObject *self, PyObject *key)
+{
+    if (self->keymap == NULL || self->row == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "record is not initialized");
+        return NULL;
+    }
+    PyObject *index = PyDict_GetItemWithError(self->keymap, key);
+    if (index == NULL) {
+        return NULL;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(index);
+    if (i == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return row_item(self->row, i);
+}
+
+static PyObject *
+record_subscript(RecordObject *self, PyObject *key)
+{
+    PyObject *value = record_lookup(self, key);
+    if (value != NULL || PyErr_Occurred()) {
+        if (value == NULL && PyErr_ExceptionMatches(PyExc_TypeError)) {
+            /* unhashable key, e.g. a slice: let Python handle it */
+            PyErr_Clear();
+        }
+        else {
+            return value;
+        }
+    }
+    return PyObject_CallMethodOneArg((PyObject *)self, fallback_name, key);
+}
+
+static PyObject *
+record_getattro(RecordObject *self, PyObject *name)
+{
+    /* Methods and attributes of the class win over column names (row.keys is a method). */
+    if (PyUnicode_Check(name) && _PyType_Lookup(Py_TYPE(self), name) == NULL &&
+        PyUnicode_READ_CHAR(name, 0) != '_') {
+        PyObject *value = record_lookup(self, name);
+        if (value != NULL || PyErr_Occurred()) {
+            return value;
+        }
+    }
+    return PyObject_GenericGetAttr((PyObject *)self, name);
+}
+
+static PyMemberDef record_members[] = {
+    {"_row", T_OBJECT_EX, offsetof(RecordObject, row), READONLY, "the row's values"},
+    {"_keymap", T_OBJECT_EX, offsetof(RecordObject, keymap), READONLY, "key -> index"},
+    {"_meta", T_OBJECT_EX, offsetof(RecordObject, meta), READONLY, "the result plan"},
+    {NULL}
+};
+
+static PyMappingMethods record_as_mapping = {
+    .mp_subscript = (binaryfunc)record_subscript,
+};
+
+static PyTypeObject RecordBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aiodatabases._crecords.RecordBase",
+    .tp_basicsize = sizeof(RecordObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C part of aiodatabases.Record.",
+    .tp_traverse = (traverseproc)record_traverse,
+    .tp_clear = (inquiry)record_clear,
+    .tp_dealloc = (destructor)record_dealloc,
+    .tp_init = (initproc)record_init,
+    .tp_new = PyType_GenericNew,
+    .tp_as_mapping = &record_as_mapping,
+    .tp_getattro = (getattrofunc)record_getattro,
+    .tp_members = record_members,
+};
+
+static PyObject *
+new_record(PyTypeObject *cls, PyObject *row, PyObject *keymap, PyObject *meta)
+{
+    RecordObject *self = (RecordObject *)cls->tp_alloc(cls, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    Py_INCREF(row);
+    Py_INCREF(keymap);
+    Py_INCREF(meta);
+    self->row = row;
+    self->keymap = keymap;
+    self->meta = meta;
+    return (PyObject *)self;
+}
+
+/* convert(row, processors) -> list: apply (index, function) pairs to a copy of row. */
+static PyObject *
+convert_row(PyObject *row, PyObject *processors)
+{
+    PyObject *values = PySequence_List(row);
+    if (values == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(processors);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *pair = PyTuple_GET_ITEM(processors, k);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "processors must be (index, function) pairs");
+            Py_DECREF(values);
+            return NULL;
+        }
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+        if (i == -1 && PyErr_Occurred()) {
+            Py_DECREF(values);
+            return NULL;
+        }
+        if (i < 0 || i >= PyList_GET_SIZE(values)) {
+            PyErr_Format(PyExc_IndexError, "row has %zd columns, converter for column %zd",
+                         PyList_GET_SIZE(values), i);
+            Py_DECREF(values);
+            return NULL;
+        }
+        PyObject *converted = PyObject_CallOneArg(PyTuple_GET_ITEM(pair, 1),
+                                                  PyList_GET_ITEM(values, i));
+        if (converted == NULL) {
+            Py_DECREF(values);
+            return NULL;
+        }
+        PyList_SetItem(values, i, converted); /* steals converted */
+    }
+    return values;
+}
+
+static PyObject *
+make_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "make_records(cls, rows, keymap, meta, processors)");
+        return NULL;
+    }
+    PyObject *cls = args[0], *rows = args[1], *keymap = args[2], *meta = args[3];
+    PyObject *processors = args[4];
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &RecordBaseType)) {
+        PyErr_SetString(PyExc_TypeError, "cls must be a RecordBase subclass");
+        return NULL;
+    }
+    if (!PyTuple_Check(processors)) {
+        PyErr_SetString(PyExc_TypeError, "processors must be a tuple");
+        return NULL;
+    }
+    int convert = PyTuple_GET_SIZE(processors) > 0;
+    PyObject *seq = PySequence_Fast(rows, "rows must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *row = items[k];
+        PyObject *record;
+        if (convert) {
+            PyObject *values = convert_row(row, processors);
+            if (values == NULL) {
+                goto error;
+            }
+            record = new_record((PyTypeObject *)cls, values, keymap, meta);
+            Py_DECREF(values);
+        }
+        else {
+            record = new_record((PyTypeObject *)cls, row, keymap, meta);
+        }
+        if (record == NULL) {
+            goto error;
+        }
+        PyList_SET_ITEM(out, k, record);
+    }
+    Py_DECREF(seq);
+    return out;
+error:
+    Py_DECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *
+make_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "make_record(cls, row, keymap, meta, processors)");
+        return NULL;
+    }
+    PyObject *cls = args[0], *row = args[1], *keymap = args[2], *meta = args[3];
+    PyObject *processors = args[4];
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &RecordBaseType) ||
+        !PyTuple_Check(processors)) {
+        PyErr_SetString(PyExc_TypeError, "make_record(cls, row, keymap, meta, processors)");
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(processors) > 0) {
+        PyObject *values = convert_row(row, processors);
+        if (values == NULL) {
+            return NULL;
+        }
+        PyObject *record = new_record((PyTypeObject *)cls, values, keymap, meta);
+        Py_DECREF(values);
+        return record;
+    }
+    return new_record((PyTypeObject *)cls, row, keymap, meta);
+}
+
+static PyMethodDef module_methods[] = {
+    {"make_records", (PyCFunction)(void (*)(void))make_records, METH_FASTCALL,
+     "make_records(cls, rows, keymap, meta, processors) -> list of records"},
+    {"make_record", (PyCFunction)(void (*)(void))make_record, METH_FASTCALL,
+     "make_record(cls, row, keymap, meta, processors) -> record"},
+    {NULL, NULL, 0, NULL}
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "aiodatabases._crecords",
+    .m_doc = "C speedups for aiodatabases records.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__crecords(void)
+{
+    fallback_name = PyUnicode_InternFromString("_fallback");
+    if (fallback_name == NULL) {
+        return NULL;
+    }
+    if (PyType_Ready(&RecordBaseType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&RecordBaseType);
+    if (PyModule_AddObject(module, "RecordBase", (PyObject *)&RecordBaseType) < 0) {
+        Py_DECREF(&RecordBaseType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
