@@ -36,7 +36,10 @@ class _PyRecordBase:
         try:
             return self._row[self._keymap[key]]
         except (KeyError, TypeError):
-            return self._fallback(key)  # type: ignore[attr-defined]
+            return self._fallback(key)
+
+    def _fallback(self, key: Any) -> Any:
+        raise KeyError(key)
 
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("_"):
@@ -74,8 +77,13 @@ def _py_make_records(
     return [_py_make_record(cls, row, keymap, meta, processors) for row in rows]
 
 
-if TYPE_CHECKING or os.environ.get("AIODATABASES_NO_EXTENSIONS"):
-    _RecordBase: type[Any] = _PyRecordBase
+if TYPE_CHECKING:  # noqa: SIM114  # kept apart so mypy reads only the typed branch
+    _RecordBase = _PyRecordBase
+    _make_record = _py_make_record
+    _make_records = _py_make_records
+    SPEEDUPS = False
+elif os.environ.get("AIODATABASES_NO_EXTENSIONS"):
+    _RecordBase = _PyRecordBase
     _make_record = _py_make_record
     _make_records = _py_make_records
     SPEEDUPS = False
@@ -160,6 +168,16 @@ class Record(_RecordBase, Mapping[str, Any]):
 
     __slots__ = ()
 
+    if TYPE_CHECKING:
+        # Implemented by the base (C or fallback); declared here for type checkers only, so
+        # that the C slot stays in charge at run time.
+        _row: Sequence[Any]
+        _meta: ResultMeta
+
+        def __getitem__(self, key: Any) -> Any: ...
+
+        def __getattr__(self, name: str) -> Any: ...
+
     def __init__(
         self,
         values: Sequence[Any],
@@ -168,7 +186,7 @@ class Record(_RecordBase, Mapping[str, Any]):
         *,
         _raw: bool = False,
     ) -> None:
-        if _raw:
+        if _raw and meta is not None:
             # (row, keymap, meta), as the fallback constructor passes them.
             super().__init__(values, names, meta)
             return
