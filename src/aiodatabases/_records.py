@@ -233,7 +233,7 @@ class Record(_RecordBase, Mapping[str, Any]):
         return _Items(self)
 
     @property
-    def _mapping(self) -> Mapping[str, Any]:
+    def _mapping(self) -> Record:
         return self
 
     def __eq__(self, other: object) -> bool:

@@ -92,6 +92,32 @@ async def test_tasks_sharing_one_connection_never_collide(database: Database) ->
 
 
 @pytest.mark.timeout(10)
+async def test_task_queries_a_shared_connection_while_another_iterates_it(
+    database: Database,
+) -> None:
+    """While one task pauses between rows of iterate(), another runs queries on that Connection."""
+    await database.execute_many(notes.insert(), [_note(f"n{n}") for n in range(5)])
+    async with database.connection() as connection:
+        paused = asyncio.Event()
+        resume = asyncio.Event()
+
+        async def slow_reader() -> list[str]:
+            texts = []
+            async for row in connection.iterate(notes.select().order_by(notes.c.id)):
+                texts.append(row.text)
+                paused.set()
+                await resume.wait()
+            return texts
+
+        reader = asyncio.create_task(slow_reader())
+        await paused.wait()
+        answers = [await connection.fetch_val("SELECT :n", {"n": n}) for n in range(3)]
+        resume.set()
+        assert await reader == [f"n{n}" for n in range(5)]
+    assert answers == [0, 1, 2]
+
+
+@pytest.mark.timeout(10)
 async def test_query_inside_iterate_does_not_hang(database: Database) -> None:
     """A fetch inside async for over iterate() of the same task runs and returns."""
     await database.execute_many(notes.insert(), [_note(f"n{n}") for n in range(5)])

@@ -78,6 +78,10 @@ def create_app(database_url: str) -> FastAPI:
     async def read_notes_without_model():  # type: ignore[no-untyped-def]
         return await database.fetch_all(notes.select().order_by(notes.c.id))
 
+    @app.get("/any/notes/")
+    async def read_notes_annotated_any() -> Any:
+        return await database.fetch_all(notes.select().order_by(notes.c.id))
+
     return app
 
 
@@ -147,6 +151,16 @@ async def test_list_of_records_without_response_model_is_a_list_of_objects(
         {"id": 1, "text": "a", "completed": False},
         {"id": 2, "text": "b", "completed": True},
     ]
+
+
+async def test_records_from_a_route_annotated_any_are_json_objects(
+    client: httpx.AsyncClient,
+) -> None:
+    """A route annotated -> Any (serialized by pydantic-core) sends records as JSON objects."""
+    await client.post("/notes/", json={"text": "a", "completed": False})
+    response = await client.get("/any/notes/")
+    assert response.status_code == 200
+    assert response.json() == [{"id": 1, "text": "a", "completed": False}]
 
 
 async def test_missing_record_without_response_model_is_null(client: httpx.AsyncClient) -> None:

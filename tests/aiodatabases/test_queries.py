@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import sqlalchemy
 from sqlalchemy import bindparam, func, select, text
@@ -305,6 +307,16 @@ async def test_ddl_statements_run_through_execute(database: Database) -> None:
     await database.execute(DropTable(scratch))
     with pytest.raises(aiodatabases.DatabaseError):
         await database.fetch_all(select(scratch))
+
+
+async def test_query_log_never_shows_parameter_values(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With aiodatabases logging at DEBUG, bound values (passwords, say) never reach the log."""
+    with caplog.at_level(logging.DEBUG, logger="aiodatabases"):
+        await database.fetch_val("SELECT :secret_value", {"secret_value": "hunter2-secret"})
+        await database.execute(notes.insert(), {"text": "hunter2-note", "completed": False})
+    assert "hunter2" not in caplog.text
 
 
 async def test_literal_percent_in_raw_sql_is_kept(database: Database) -> None:

@@ -363,6 +363,13 @@ async def test_force_rollback_tasks_share_one_connection(
 ) -> None:
     """Under force_rollback, concurrent tasks run on the one connection and see each other."""
     async with Database(database_url, force_rollback=True) as isolated:
+
+        async def raw_connection_of_task() -> object:
+            async with isolated.connection() as connection:
+                return connection.raw_connection
+
+        raws = await asyncio.gather(*(raw_connection_of_task() for _ in range(3)))
+        assert raws[0] is raws[1] is raws[2]
         await asyncio.gather(*(isolated.execute(notes.insert(), _note(f"t{i}")) for i in range(20)))
         counts = await asyncio.gather(*(count_rows(isolated, notes) for _ in range(20)))
         assert counts == [20] * 20
