@@ -341,6 +341,21 @@ class Compiler:
             args[i] = proc(args[i])
         return entry.sql, args
 
+    def text_many(
+        self, entry: CompiledQuery, rows: Sequence[Mapping[str, Any]]
+    ) -> list[Sequence[Any]]:
+        """Bind every row of an ``execute_many`` call of a raw SQL statement."""
+        entry.args_for_text(rows[0])  # the first row names exactly the parameters
+        if entry.getter is None:
+            return [() for _ in rows]
+        try:
+            return list(map(entry.getter, rows))
+        except KeyError as exc:
+            raise ProgrammingError(
+                f"execute_many(): a row has no value for :{exc.args[0]}, which the first "
+                "row has; every row must name the same keys"
+            ) from None
+
     def core_many(
         self,
         entry: CompiledQuery,
@@ -348,48 +363,48 @@ class Compiler:
         extracted: Any,
         rows: Sequence[Mapping[str, Any]],
     ) -> list[Sequence[Any]]:
-        """Bind every row of an ``execute_many`` call."""
+        """Bind every row of an ``execute_many`` call of a Core statement.
+
+        Values are gathered with one C-level ``itemgetter`` call per row and converted a
+        column at a time, so the per-row work stays out of Python loops.
+        """
         if compiled.post_compile_params or compiled.literal_execute_params:
             raise ProgrammingError(
                 "execute_many() cannot run a statement with an expanding IN (...) parameter"
             )
         first = rows[0]
-        base = compiled.construct_params(params=first, extracted_parameters=extracted, _check=False)
         names = entry.names
+        if not names:
+            return [() for _ in rows]
         row_keys = set(first)
-        fast = (
-            not entry.prefetch
-            and not entry.bind_processors
-            and entry.getter is not None
-            and row_keys.issuperset(names)
-        )
-        out: list[Sequence[Any]] = []
+        if entry.prefetch or not row_keys.issuperset(names):
+            # Defaults to fill or literals captured in the statement: the general path.
+            return [self._many_row(entry, compiled, extracted, row) for row in rows]
+        getter = entry.getter
+        assert getter is not None
         try:
-            if fast:
-                getter = entry.getter
-                assert getter is not None
-                out = [getter(row) for row in rows]
-                return out
-            from_row = [(i, n) for i, n in enumerate(names) if n in row_keys]
-            template = [base.get(n) for n in names]
-            missing = [n for n in names if n not in row_keys and base.get(n) is None]
-            for row in rows:
-                args = template.copy()
-                for i, name in from_row:
-                    args[i] = row[name]
-                if entry.prefetch:
-                    params = dict(zip(names, args, strict=True))
-                    self._apply_defaults(entry, params, missing)
-                    args = [params[n] for n in names]
-                for i, proc in entry.bind_processors:
-                    args[i] = proc(args[i])
-                out.append(args)
+            args: list[Sequence[Any]] = list(map(getter, rows))
         except KeyError as exc:
             raise ProgrammingError(
-                f"execute_many(): row {len(out)} has no value for :{exc.args[0]}, "
-                "which the first row has; every row must name the same keys"
+                f"execute_many(): a row has no value for :{exc.args[0]}, which the first "
+                "row has; every row must name the same keys"
             ) from None
-        return out
+        if entry.bind_processors:
+            columns: list[Any] = list(zip(*args, strict=True))
+            for index, proc in entry.bind_processors:
+                columns[index] = map(proc, columns[index])
+            args = list(zip(*columns, strict=True))
+        return args
+
+    def _many_row(
+        self,
+        entry: CompiledQuery,
+        compiled: SQLCompiler,
+        extracted: Any,
+        row: Mapping[str, Any],
+    ) -> Sequence[Any]:
+        _, args = self.core_args(entry, compiled, extracted, row)
+        return args
 
     @staticmethod
     def _apply_defaults(

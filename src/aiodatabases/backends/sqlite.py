@@ -69,13 +69,23 @@ class _DateTime(sqlite_base.DATETIME):
 
     def bind_processor(self, dialect: Any) -> Any:
         process = super().bind_processor(dialect)
+        assert process is not None
+        if self._storage_format == sqlite_base.DATETIME._storage_format:
+            generic = process
+
+            def process(value: Any) -> Any:
+                # isoformat() renders the default storage format, in C.
+                if value.__class__ is datetime and value.tzinfo is None:
+                    return value.isoformat(" ", "microseconds")
+                return generic(value)
+
         if not self.timezone:
             return process
 
         def to_utc(value: Any) -> Any:
             if isinstance(value, datetime) and value.tzinfo is not None:
                 value = value.astimezone(UTC).replace(tzinfo=None)
-            return process(value) if process is not None else value
+            return process(value)
 
         return to_utc
 
@@ -429,7 +439,7 @@ class SQLiteConnection(BackendConnection):
         if isinstance(query, str):
             entry = self._compiler.text(query)
             sql = entry.sql
-            rows: Sequence[Any] = [entry.args_for_text(v) for v in values]
+            rows: Sequence[Any] = self._compiler.text_many(entry, values)
         else:
             entry, compiled, extracted, _ = self._compiler.core(query, values[0], many=True)
             sql = entry.sql
