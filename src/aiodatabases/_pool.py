@@ -41,7 +41,7 @@ class Pool(Generic[C]):
         self._idle: deque[C] = deque()
         self._waiters: deque[asyncio.Future[C | None]] = deque()
         self._size = 0
-        self._closed = False
+        self._closed = True  # until open()
         self._closing_tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -73,7 +73,7 @@ class Pool(Generic[C]):
 
     def acquire_nowait(self) -> C | None:
         """Return an idle connection at once, or ``None`` when the caller has to wait."""
-        if self._idle and not self._waiters:
+        if self._idle and not self._waiters and not self._closed:
             return self._idle.pop()
         return None
 
@@ -85,7 +85,10 @@ class Pool(Generic[C]):
             NotConnectedError: The pool is closed.
         """
         if self._closed:
-            raise NotConnectedError("cannot acquire(): the database is disconnected")
+            raise NotConnectedError(
+                "cannot acquire a connection: the database is not connected; "
+                "call `await database.connect()` first"
+            )
         if self._idle and not self._waiters:
             return self._idle.pop()
         if self._size < self.max_size:

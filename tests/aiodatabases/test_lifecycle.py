@@ -207,3 +207,16 @@ async def test_pool_is_usable_after_many_sequential_queries(database_url: str) -
     async with Database(database_url, max_size=1, pool_timeout=2) as database:
         for number in range(300):
             assert await database.fetch_val("SELECT :n", {"n": number}) == number
+
+
+async def test_connection_and_transaction_before_connect_raise_not_connected(
+    sqlite_url: str,
+) -> None:
+    """Holding a connection or starting a transaction before connect() is a clear error."""
+    database = Database(sqlite_url)
+    with pytest.raises(aiodatabases.NotConnectedError, match="connect"):
+        async with database.connection():
+            pass
+    with pytest.raises(aiodatabases.NotConnectedError, match="connect"):
+        await database.transaction()
+    assert not database.is_connected
