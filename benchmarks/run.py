@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -130,6 +131,41 @@ def _select_contenders(backend: Backend, spec: str) -> list[Contender]:
     return [c for c in backend.contenders if c.key in wanted]
 
 
+def source_fingerprint(root: Path) -> str:
+    """Return a short hash of every ``.py`` file under ``root`` (empty if there is none)."""
+    digest = hashlib.sha256()
+    files = sorted(root.rglob("*.py")) if root.is_dir() else []
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode())
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            continue
+    return digest.hexdigest()[:12] if files else ""
+
+
+def git_describe(root: Path) -> str:
+    """Return ``<commit>`` or ``<commit>+dirty`` for ``root``, or ``no commit`` / ``no git``."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if head.returncode != 0:
+            return "no commit"
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "no git"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def _worker_env() -> dict[str, str]:
     """Return the environment for workers: ours minus anything that would leak packages."""
     drop = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP"}
@@ -186,7 +222,7 @@ def run_worker(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            return {"fatal": f"worker timed out after {timeout:.0f}s (raise --timeout)"}
+            return {"fatal": f"worker timed out after {timeout:g}s (raise --timeout)"}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     payload: dict[str, Any] | None = None
@@ -236,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
     started = dt.datetime.now(dt.UTC)
+    source_before = source_fingerprint(REPO_ROOT / "src")
     data = Collected(backend=backend, contenders=[], sizes=sizes, reps=args.reps)
     failed = False
 
@@ -281,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     finished = dt.datetime.now(dt.UTC)
+    source_after = source_fingerprint(REPO_ROOT / "src")
     data.meta = {
         "command": f"`{command}`",
         "date": f"{started:%Y-%m-%d %H:%M} UTC (took {(finished - started).total_seconds():.0f}s)",
@@ -292,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         + ", per-variant time budget "
         + f"{sizes.budget_s:g}s",
     }
+    source = f"git {git_describe(REPO_ROOT)}, src/ sha256 {source_before or 'n/a'}"
+    if source_after != source_before:
+        source += (
+            f" -> {source_after or 'n/a'}: WARNING, the source changed during the run, so the "
+            "repetitions did not all measure the same code"
+        )
+    if any(c.key == backend.subject for c in contenders):
+        data.meta[f"{backend.subject} source"] = source
     if backend.name == "sqlite":
         data.meta["journal mode"] = (
             f"`{args.journal_mode}` set in every database file before the contender connects"
