@@ -197,6 +197,19 @@ class Compiler:
         self._core: _LRU = _LRU(cache_size)
         self._meta: _LRU = _LRU(cache_size)
 
+    def prepare(
+        self, query: Query, values: Mapping[str, Any] | None
+    ) -> tuple[CompiledQuery, str, Sequence[Any]]:
+        """Return the compiled entry, the SQL and the positional arguments for one call."""
+        if isinstance(query, str):
+            entry = self.text(query)
+            return entry, entry.sql, entry.args_for_text(values)
+        entry, compiled, extracted, values = self.core(query, values)
+        if entry.compiled is None:
+            return entry, entry.sql, ()
+        sql, args = self.core_args(entry, compiled, extracted, values)
+        return entry, sql, args
+
     # -- raw SQL -------------------------------------------------------------------------
 
     def text(self, sql: str) -> CompiledQuery:

@@ -343,23 +343,11 @@ class SQLiteConnection(BackendConnection):
                     entry.slow = True
         return await self._run_in_thread(job, busy_wait=True)
 
-    def _prepare(
-        self, query: Query, values: Mapping[str, Any] | None
-    ) -> tuple[CompiledQuery | None, str, Any]:
-        if isinstance(query, str):
-            entry = self._compiler.text(query)
-            return entry, entry.sql, entry.args_for_text(values)
-        entry, compiled, extracted, values = self._compiler.core(query, values)
-        if entry.compiled is None:
-            return entry, entry.sql, ()
-        sql, args = self._compiler.core_args(entry, compiled, extracted, values)
-        return entry, sql, args
-
     # -- the query API ----------------------------------------------------------------------
 
     async def fetch_all(self, query: Query, values: Mapping[str, Any] | None) -> list[Record]:
         """Run a query and return all its rows."""
-        entry, sql, args = self._prepare(query, values)
+        entry, sql, args = self._compiler.prepare(query, values)
         raw = self._raw
 
         def job() -> tuple[list[Any], Any]:
@@ -377,7 +365,7 @@ class SQLiteConnection(BackendConnection):
 
     async def fetch_one(self, query: Query, values: Mapping[str, Any] | None) -> Record | None:
         """Run a query and return its first row, or ``None``."""
-        entry, sql, args = self._prepare(query, values)
+        entry, sql, args = self._compiler.prepare(query, values)
         raw = self._raw
         readonly = entry.readonly if entry else False
 
@@ -408,7 +396,7 @@ class SQLiteConnection(BackendConnection):
 
     async def execute(self, query: Query, values: Mapping[str, Any] | None) -> Any:
         """Run a statement; return the new row id, the changed-row count or a RETURNING value."""
-        entry, sql, args = self._prepare(query, values)
+        entry, sql, args = self._compiler.prepare(query, values)
         raw = self._raw
         kind = entry.kind if entry is not None else Kind.OTHER
 
@@ -474,7 +462,7 @@ class SQLiteConnection(BackendConnection):
 
     async def cursor(self, query: Query, values: Mapping[str, Any] | None) -> _SQLiteCursor:
         """Open a cursor whose rows are fetched in batches."""
-        entry, sql, args = self._prepare(query, values)
+        entry, sql, args = self._compiler.prepare(query, values)
         return _SQLiteCursor(self, entry, sql, args)
 
     # -- transactions -----------------------------------------------------------------------
