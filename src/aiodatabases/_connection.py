@@ -91,10 +91,10 @@ class Connection:
     # -- queries ----------------------------------------------------------------------------
 
     async def _call(self, method: str, *args: Any) -> Any:
-        if self._raw is None:
-            async with self:
-                return await self._call(method, *args)
-        async with self._lock:
+        # Hold for the whole call: a hold dropped meanwhile by another task (an abandoned
+        # iterate() generator is finalised in a task of its own) must not release the
+        # driver connection under a running statement.
+        async with self, self._lock:
             raw = self._raw
             assert raw is not None
             result: Awaitable[Any] = getattr(raw, method)(*args)

@@ -105,9 +105,13 @@ class Pool(Generic[C]):
                 f"(all {self.max_size} in use); raise max_size or pool_timeout"
             ) from None
         except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                # The connection was handed over just as we were cancelled: pass it on.
-                self._handoff(waiter.result())
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # A connection or a slot was handed over just as we were cancelled: pass it on.
+                handed = waiter.result()
+                if handed is None:
+                    self._give_up_slot()
+                else:
+                    self._handoff(handed)
             raise
         finally:
             try:
@@ -115,18 +119,33 @@ class Pool(Generic[C]):
             except ValueError:
                 pass
         if conn is None:
-            # A slot was freed by a discarded connection: open a new one for ourselves.
-            return await self._grow()
+            # A discarded connection's slot was handed to us: fill it.
+            return await self._fill_slot()
         return conn
 
     async def _grow(self) -> C:
         self._size += 1
+        return await self._fill_slot()
+
+    async def _fill_slot(self) -> C:
+        # The slot is already counted in _size; on failure it passes to a waiter or is freed.
         try:
             return await self._create()
         except BaseException:
-            self._size -= 1
-            self._handoff(None)
+            self._give_up_slot()
             raise
+
+    def _give_up_slot(self) -> None:
+        if self._closed or not self._handoff_slot():
+            self._size -= 1
+
+    def _handoff_slot(self) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return True
+        return False
 
     def release(self, conn: C) -> None:
         """Give a healthy connection back."""
@@ -135,23 +154,20 @@ class Pool(Generic[C]):
             return
         self._handoff(conn)
 
-    def _handoff(self, conn: C | None) -> None:
+    def _handoff(self, conn: C) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(conn)
                 return
-        if conn is not None:
-            self._idle.append(conn)
+        self._idle.append(conn)
 
     def discard(self, conn: C) -> None:
         """Close a connection whose state is unknown instead of reusing it."""
-        self._size -= 1
         task = asyncio.get_running_loop().create_task(self._close_quietly(conn))
         self._closing_tasks.add(task)
         task.add_done_callback(self._closing_tasks.discard)
-        if not self._closed:
-            self._handoff(None)
+        self._give_up_slot()
 
     async def _close_quietly(self, conn: C) -> None:
         try:

@@ -1,0 +1,587 @@
+"""The MySQL and MariaDB backend, on the asyncmy driver.
+
+Connections run in autocommit mode; ``transaction()`` opens explicit transactions. MySQL's
+protocol cannot resynchronise a connection that stopped reading mid-reply, so:
+
+- A statement cancelled mid-flight leaves its connection closed, never reused, and its server
+  thread is ended with ``KILL`` from a separate "killer" connection (its locks go at once).
+- The command timeout does not cancel the read: it sends ``KILL QUERY`` and reads the answer,
+  so the connection stays usable (after a grace period without answer the socket is closed).
+- ``iterate()`` streams rows in batches; when another statement needs the connection
+  mid-stream, the rest is read into memory first, so a query inside ``async for`` works.
+- Idle connections are pinged before reuse and replaced after ``pool_recycle`` seconds, near
+  the server's ``wait_timeout``, or when the server closed them.
+
+``execute()`` returns ``lastrowid`` for an insert (``None`` when no row was inserted) and the
+rows MySQL reports as affected for an update or delete: rows changed, not rows matched,
+unless ``found_rows=true`` (then as on SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from math import inf
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import asyncmy
+from asyncmy import errors as mysql_errors
+from asyncmy.cursors import Cursor, SSCursor
+
+from .. import exceptions
+from .._compiler import CompiledQuery, Compiler, Kind, Query
+from .._pool import Pool
+from .._records import Record, ResultMeta
+from .._url import DatabaseURL
+from ._asyncmy_types import (
+    AsyncmyCursor,
+    AsyncmyDialect,
+    Killer,
+    begin_statements,
+    check_rows,
+    connect_args,
+    is_disconnect,
+    quit_politely,
+    render,
+    translate,
+)
+from ._options import OptionReader
+from .base import Backend, BackendConnection, PoolStats, TransactionOptions
+
+__all__ = ["AsyncmyBackend", "AsyncmyConnection"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+logger = logging.getLogger("aiodatabases.query")
+pool_logger = logging.getLogger("aiodatabases.pool")
+
+# Seconds a statement killed by the command timeout may take to stop before its socket closes.
+_KILL_GRACE = 5.0
+# Idle seconds after which a pooled connection is pinged before reuse.
+_PING_AFTER = 60.0
+
+_FINE, _PING, _RECONNECT = 0, 1, 2
+
+
+def _exclusive(
+    method: Callable[Concatenate[AsyncmyConnection, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[AsyncmyConnection, P], Coroutine[Any, Any, T]]:
+    """Mark the connection busy for the call, so a release meanwhile waits for its end."""
+
+    @functools.wraps(method)
+    async def call(self: AsyncmyConnection, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        self.busy += 1
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            self.leave()
+
+    return call
+
+
+class AsyncmyConnection(BackendConnection):
+    """One asyncmy connection; used by one task at a time (``Connection`` ensures it)."""
+
+    def __init__(self, backend: AsyncmyBackend, raw: Any) -> None:
+        self._backend = backend
+        self._compiler = backend.compiler
+        self._raw = raw
+        self._thread_id: int = raw.thread_id()
+        now = time.monotonic()
+        self.opened = now
+        self.last_used = now
+        self.check = _FINE
+        self._broken = False
+        self._txn = False
+        self._stream: AsyncmyCursor | None = None
+        self._expired = False
+        self._kill: asyncio.Task[None] | None = None
+        self._abort: asyncio.TimerHandle | None = None
+        self.busy = 0
+        self.parked = False
+
+    @property
+    def raw_connection(self) -> asyncmy.Connection:
+        """The ``asyncmy.Connection``."""
+        raw: asyncmy.Connection = self._raw
+        return raw
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open (ours, or one a raw ``BEGIN`` opened)."""
+        return self._txn or (not self.broken and bool(self._raw.get_transaction_status()))
+
+    @property
+    def broken(self) -> bool:
+        """Whether the connection is closed or its protocol state is unknown."""
+        raw = self._raw
+        return self._broken or not raw.connected or bool(getattr(raw, "_stream_broken", False))
+
+    @property
+    def needs_reset(self) -> bool:
+        """Whether rows are pending or a transaction is open: not ready for the next user."""
+        return self._stream is not None or self.in_transaction
+
+    def forget_transaction(self) -> None:
+        """Drop the transaction of a lost connection: the server rolled it back."""
+        self._txn = False
+
+    def leave(self) -> None:
+        """End a call; a release that came in meanwhile happens now."""
+        self.busy -= 1
+        if not self.busy and self.parked:
+            self.parked = False
+            self._backend.release(self)
+
+    # -- running statements -----------------------------------------------------------------
+
+    def _lose(self) -> None:
+        """Close the connection now, its state being unknown, and end its server thread.
+
+        The server goes on running a statement whose client went away, holding its locks, so
+        the thread is killed, unless the server hung up itself (after a restart the same
+        thread id may name someone else's connection).
+        """
+        if not self._broken:
+            self._broken = True
+            proto = getattr(self._raw, "_proto", None)
+            hung_up = getattr(proto, "eof", False) or getattr(proto, "exc", None) is not None
+            if not hung_up:
+                self._backend.spawn(self._backend.killer.kill(self._thread_id))
+        self._raw.close()
+        self._stream = None
+        if self._abort is not None:
+            self._abort.cancel()
+        self._expired, self._kill, self._abort = False, None, None
+
+    def _on_timeout(self) -> None:
+        self._expired = True
+        self._kill = self._backend.spawn(self._backend.killer.kill(self._thread_id, True))
+        self._abort = self._backend.loop.call_later(_KILL_GRACE, self._raw.close)
+
+    async def _guard(self, operation: Awaitable[T]) -> T:
+        """Await a driver operation under the command timeout, translating its errors."""
+        timeout = self._backend.command_timeout
+        handle = None
+        if timeout is not None:
+            handle = self._backend.loop.call_later(timeout, self._on_timeout)
+        try:
+            try:
+                result = await operation
+            finally:
+                if handle is not None:
+                    handle.cancel()
+        except asyncio.CancelledError:
+            self._lose()
+            raise
+        except Exception as exc:
+            if self._expired:
+                await self._expire(exc)
+            if not isinstance(exc, mysql_errors.MySQLError) or is_disconnect(exc):
+                self._lose()
+            raise translate(exc) from None
+        if self._expired:
+            await self._expire(None)
+        return result
+
+    async def _expire(self, error: BaseException | None) -> None:
+        """The command timeout fired: let the KILL QUERY land, then raise the timeout."""
+        kill, self._kill = self._kill, None
+        abort, self._abort = self._abort, None
+        self._expired = False
+        try:
+            if kill is not None:
+                await asyncio.shield(kill)
+        except asyncio.CancelledError:
+            self._lose()
+            raise
+        finally:
+            if abort is not None:
+                abort.cancel()
+        if error is not None and (not isinstance(error, mysql_errors.MySQLError) or self.broken):
+            self._lose()
+        raise exceptions.QueryTimeoutError(
+            f"the statement ran longer than command_timeout={self._backend.command_timeout} s "
+            "and was stopped on the server"
+        ) from error
+
+    async def _ready(self) -> None:
+        """Make the connection ready for a statement: free it from a stream, revive it."""
+        if self._stream is not None:
+            await self._stream.detach()
+        if self.check or self.broken:
+            await self._revive()
+
+    async def _revive(self) -> None:
+        """Ping a long-idle connection; replace a dead, old or failing one."""
+        if self.broken and self._txn:
+            raise exceptions.OperationalError(
+                "the connection to the server was lost inside a transaction, which the server "
+                "rolled back; roll the transaction back and run it again"
+            )
+        check, self.check = self.check, _FINE
+        if check == _PING and not self.broken:
+            try:
+                async with asyncio.timeout(self._backend.connect_timeout):
+                    await self._raw.ping(False)
+                return
+            except asyncio.CancelledError:
+                self._lose()
+                raise
+            except Exception:
+                pool_logger.debug("ping failed; reconnecting", exc_info=True)
+        if self.broken:
+            self._raw.close()  # a statement cut short was killed by _lose() already
+        else:
+            self._backend.spawn(quit_politely(self._raw, self._backend.connect_timeout))
+        self._broken = True
+        self._raw = await self._backend.open_raw()
+        self._thread_id = self._raw.thread_id()
+        self.opened = time.monotonic()
+        self._broken = False
+
+    async def _statement(self, sql: str, args: Sequence[Any], unbuffered: bool = False) -> Cursor:
+        await self._ready()
+        raw = self._raw
+        query = render(raw, sql, args)
+        cursor: Cursor = raw.cursor(SSCursor) if unbuffered else raw.cursor()
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", sql)
+        await self._guard(cursor.execute(query))
+        return cursor
+
+    def _prepare(
+        self, query: Query, values: Mapping[str, Any] | None
+    ) -> tuple[CompiledQuery | None, str, Sequence[Any]]:
+        if isinstance(query, str):
+            entry = self._compiler.text(query)
+            return entry, entry.sql, entry.args_for_text(values)
+        entry, compiled, extracted, values = self._compiler.core(query, values)
+        if entry.compiled is None:
+            return entry, entry.sql, ()
+        sql, args = self._compiler.core_args(entry, compiled, extracted, values)
+        return entry, sql, args
+
+    async def _run(
+        self, query: Query, values: Mapping[str, Any] | None
+    ) -> tuple[CompiledQuery | None, Cursor, ResultMeta | None, Sequence[Any]]:
+        """Run a statement; return its entry, cursor, and result plan and rows if it has any."""
+        entry, sql, args = self._prepare(query, values)
+        cursor = await self._statement(sql, args)
+        if not cursor.description:
+            return entry, cursor, None, ()
+        meta = self._compiler.meta_for(entry, [d[0] for d in cursor.description])
+        return entry, cursor, meta, await cursor.fetchall()
+
+    # -- the query API ----------------------------------------------------------------------
+
+    @_exclusive
+    async def fetch_all(self, query: Query, values: Mapping[str, Any] | None) -> list[Record]:
+        """Run a query and return all its rows."""
+        _, _, meta, rows = await self._run(query, values)
+        return meta.records(rows) if meta is not None else []
+
+    @_exclusive
+    async def fetch_one(self, query: Query, values: Mapping[str, Any] | None) -> Record | None:
+        """Run a query and return its first row, or ``None``."""
+        _, _, meta, rows = await self._run(query, values)
+        return meta.record(rows[0]) if meta is not None and rows else None
+
+    async def fetch_val(
+        self, query: Query, values: Mapping[str, Any] | None, column: Any = 0
+    ) -> Any:
+        """Run a query and return one value of its first row, or ``None``."""
+        record = await self.fetch_one(query, values)
+        return None if record is None else record[column]
+
+    @_exclusive
+    async def execute(self, query: Query, values: Mapping[str, Any] | None) -> Any:
+        """Run a statement; return the new row id, the changed-row count or a RETURNING value."""
+        entry, cursor, meta, rows = await self._run(query, values)
+        if meta is not None:
+            return meta.record(rows[0])[0] if rows else None
+        count = int(cursor.rowcount)  # type: ignore[call-overload]  # the stubs say object
+        if entry is not None and entry.kind == Kind.INSERT:
+            return cursor.lastrowid if count > 0 else None
+        return count
+
+    @_exclusive
+    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement for every set of values in one ``executemany``, atomically."""
+        if not values:
+            return
+        if isinstance(query, str):
+            entry = self._compiler.text(query)
+            sql = entry.sql
+            rows: Sequence[Any] = [entry.args_for_text(v) for v in values]
+        else:
+            entry, compiled, extracted, _ = self._compiler.core(query, values[0], many=True)
+            sql = entry.sql
+            rows = self._compiler.core_many(entry, compiled, extracted, values)
+        rows = check_rows(rows)
+        await self._ready()
+        nested = self.in_transaction
+        # Atomic: all rows or none, inside the caller's transaction or in our own.
+        await self._statement("SAVEPOINT aiodatabases_many" if nested else "START TRANSACTION", ())
+        try:
+            await self._guard(self._raw.cursor().executemany(sql, rows))
+        except BaseException:
+            if not self.broken:
+                undo = "ROLLBACK TO SAVEPOINT aiodatabases_many" if nested else "ROLLBACK"
+                try:
+                    await self._statement(undo, ())
+                except BaseException:
+                    self._lose()  # partial rows must never be kept: let the server drop them
+                    raise
+            raise
+        await self._statement("RELEASE SAVEPOINT aiodatabases_many" if nested else "COMMIT", ())
+
+    async def cursor(self, query: Query, values: Mapping[str, Any] | None) -> AsyncmyCursor:
+        """Open a cursor whose rows are streamed in batches."""
+        entry, sql, args = self._prepare(query, values)
+        return AsyncmyCursor(self, entry, sql, args)
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @_exclusive
+    async def begin(self, options: TransactionOptions) -> None:
+        """Open a transaction, with the isolation level and access mode asked for."""
+        statements = begin_statements(options)
+        if self.in_transaction:
+            raise exceptions.TransactionStateError(
+                "cannot begin(): a transaction is already open on this connection "
+                "(opened with a raw BEGIN?); commit or roll it back first"
+            )
+        for sql in statements:
+            await self._statement(sql, ())
+        self._txn = True
+
+    @_exclusive
+    async def commit(self) -> None:
+        """Commit the transaction."""
+        await self._statement("COMMIT", ())
+        self._txn = False
+
+    @_exclusive
+    async def rollback(self) -> None:
+        """Roll back the transaction; a lost connection's transaction is already gone."""
+        try:
+            if not self.broken:
+                await self._statement("ROLLBACK", ())
+        except exceptions.OperationalError:
+            if not self.broken:
+                raise
+        finally:
+            self._txn = False
+
+    @_exclusive
+    async def savepoint(self, name: str) -> None:
+        """Open a savepoint."""
+        await self._statement(f"SAVEPOINT {name}", ())
+
+    @_exclusive
+    async def release_savepoint(self, name: str) -> None:
+        """Release a savepoint, keeping its work."""
+        await self._statement(f"RELEASE SAVEPOINT {name}", ())
+
+    @_exclusive
+    async def rollback_to_savepoint(self, name: str) -> None:
+        """Undo a savepoint's work. MySQL keeps the savepoint itself until the transaction
+        ends; names are never reused, so it is not released (one round trip less)."""
+        await self._statement(f"ROLLBACK TO SAVEPOINT {name}", ())
+
+    # -- pool hooks ---------------------------------------------------------------------------
+
+    async def reset(self) -> None:
+        """Make the connection clean for its next user: drain rows, roll back."""
+        if self._stream is not None:
+            self._stream.closed = True
+            await self._stream.detach()
+        if self.in_transaction and not self.broken:
+            await self._statement("ROLLBACK", ())
+            self._txn = False
+
+    async def close(self) -> None:
+        """Close the connection, politely when its state is known."""
+        if self.broken:
+            self._raw.close()
+        else:
+            await quit_politely(self._raw, self._backend.connect_timeout)
+
+
+class AsyncmyBackend(Backend):
+    """MySQL and MariaDB through asyncmy; one per ``Database``.
+
+    Options (URL query or keyword; keywords win): ``min_size`` (default 1), ``max_size``
+    (default 10), ``pool_timeout`` (seconds to wait for a connection, default 30),
+    ``command_timeout`` (seconds a statement may run, default 60), ``connect_timeout``
+    (default 10), ``pool_recycle`` (seconds before a connection is replaced, default 3600;
+    idle connections are also replaced before the server's ``wait_timeout``), ``ssl``
+    (``true``/``verify-full``, ``verify-ca``, ``require``, ``false``, or an
+    ``ssl.SSLContext``), ``unix_socket`` (or ``unix_sock``), ``host``, ``charset`` (default
+    ``utf8mb4``), ``found_rows`` (count matched instead of changed rows), and the driver's
+    ``init_command``, ``sql_mode``, ``program_name``, ``local_infile``,
+    ``max_allowed_packet``, ``server_public_key``, ``auth_plugin_map``, ``password_creator``.
+    """
+
+    def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
+        self.url = url
+        self._dialect = AsyncmyDialect(paramstyle="format")
+        self.compiler = Compiler(self._dialect)
+        reader = OptionReader(url.scheme, url.options, options)
+        min_size = reader.int("min_size", 1)
+        max_size = reader.int("max_size", 10, minimum=1)
+        if min_size > max_size:
+            raise exceptions.ConfigurationError(
+                f"min_size={min_size} is larger than max_size={max_size}"
+            )
+        self.pool_timeout = reader.float("pool_timeout", 30.0)
+        self.command_timeout = reader.float("command_timeout", 60.0)
+        self.connect_timeout = reader.float("connect_timeout", 10.0)
+        self.pool_recycle = reader.float("pool_recycle", 3600.0) or inf
+        self.idle_limit = inf
+        self._connect_args = connect_args(url, reader, self.connect_timeout)
+        reader.reject_unknown()
+        self._configured = False
+        self._pool: Pool[AsyncmyConnection] = Pool(
+            self._open, self._close, min_size=min_size, max_size=max_size, timeout=self.pool_timeout
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.killer = Killer(self._connect_args, self.connect_timeout)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the backend was connected on."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    # -- connections ----------------------------------------------------------------------------
+
+    async def open_raw(self) -> Any:
+        """Open a driver connection (and set the dialect up from the first one).
+
+        Raises:
+            OperationalError: The server cannot be reached or refused the login.
+        """
+        raw: Any = None
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                raw = await asyncmy.connect(**self._connect_args)
+                if not self._configured:
+                    await self._configure(raw)
+        except TimeoutError:
+            if raw is not None:
+                raw.close()
+            raise exceptions.OperationalError(
+                f"could not connect to {self.url.obscure_password} within "
+                f"connect_timeout={self.connect_timeout} s"
+            ) from None
+        except (mysql_errors.MySQLError, OSError) as exc:
+            if raw is not None:
+                raw.close()
+            raise translate(exc) from None
+        except ValueError as exc:
+            raise exceptions.ConfigurationError(f"cannot connect: {exc}") from None
+        return raw
+
+    async def _configure(self, raw: Any) -> None:
+        cursor = raw.cursor()
+        await cursor.execute(
+            "SELECT VERSION(), @@session.sql_mode, @@session.wait_timeout, @@lower_case_table_names"
+        )
+        version, sql_mode, wait_timeout, casing = (await cursor.fetchall())[0]
+        self._dialect.configure(str(version), str(sql_mode or ""), int(casing or 0))
+        # Replace idle connections well before the server drops them.
+        wait = float(wait_timeout or 28_800)
+        self.idle_limit = max(wait - max(1.0, wait * 0.1), wait * 0.5)
+        self._configured = True
+
+    async def _open(self) -> AsyncmyConnection:
+        return AsyncmyConnection(self, await self.open_raw())
+
+    async def _close(self, conn: AsyncmyConnection) -> None:
+        await conn.close()
+
+    async def connect(self) -> None:
+        """Open the pool."""
+        self._loop = asyncio.get_running_loop()
+        await self._pool.open()
+
+    async def disconnect(self) -> None:
+        """Close every connection."""
+        await self._pool.close()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.connect_timeout)
+            for task in pending:
+                task.cancel()
+        await self.killer.close()
+
+    def _checkout(self, conn: AsyncmyConnection | None) -> AsyncmyConnection | None:
+        if conn is not None:
+            now = time.monotonic()
+            idle = now - conn.last_used
+            if conn.broken or now - conn.opened > self.pool_recycle or idle > self.idle_limit:
+                conn.check = _RECONNECT
+            elif idle > _PING_AFTER:
+                conn.check = _PING
+        return conn
+
+    def acquire_nowait(self) -> AsyncmyConnection | None:
+        """Return an idle connection, or ``None``."""
+        return self._checkout(self._pool.acquire_nowait())
+
+    async def acquire(self) -> AsyncmyConnection:
+        """Return a connection, waiting up to ``pool_timeout``."""
+        conn = await self._pool.acquire()
+        self._checkout(conn)
+        return conn
+
+    def release(self, connection: BackendConnection) -> None:
+        """Give a connection back; cleanup that needs the server runs in the background."""
+        if not isinstance(connection, AsyncmyConnection):
+            raise exceptions.InterfaceError(
+                f"cannot release(): {connection!r} does not belong to this backend"
+            )
+        if connection.busy:
+            # Released by another task while a call still runs on it: give it back after.
+            connection.parked = True
+            return
+        connection.last_used = time.monotonic()
+        if connection.broken:
+            # Kept in its pool slot and reconnected at its next checkout: discarding it and
+            # opening another would cost the same, and a slot handed on can be taken twice.
+            connection.forget_transaction()
+            self._pool.release(connection)
+        elif connection.needs_reset:
+            self.spawn(self._reset_and_release(connection))
+        else:
+            self._pool.release(connection)
+
+    async def _reset_and_release(self, conn: AsyncmyConnection) -> None:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await conn.reset()
+        except (Exception, asyncio.CancelledError):
+            pool_logger.warning("resetting a released connection failed", exc_info=True)
+            conn._lose()
+            conn.forget_transaction()
+        self._pool.release(conn)
+
+    def pool_stats(self) -> PoolStats:
+        """Return the pool's counts."""
+        pool = self._pool
+        return PoolStats(pool.size, pool.idle, pool.in_use, pool.max_size)
+
+    # -- background work ------------------------------------------------------------------------
+
+    def spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run cleanup in the background; ``disconnect()`` waits for it."""
+        task = self.loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
