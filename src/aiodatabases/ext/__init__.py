@@ -1,0 +1,1 @@
+"""Integrations of aiodatabases with web frameworks; each lives in its own module."""

@@ -1,0 +1,226 @@
+"""The notes API under /api: create, read, replace, patch, delete, list, search, batch."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from ..deps import Repository
+from ..pagination import Sort
+from ..repository import ListQuery
+from ..schemas import MAX_BATCH, Note, NoteBatch, NoteIn, NotePage, NotePatch, Problem
+
+__all__ = ["router"]
+
+_PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+
+router = APIRouter(
+    prefix="/notes",
+    tags=["notes"],
+    responses={422: {**_PROBLEM, "description": "The request is not valid."}},
+)
+
+_ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        description='Change only if the note is still at this ETag ("*": if it exists). '
+        "A stale ETag gets 412 and nothing is changed."
+    ),
+]
+IfNoneMatch = Annotated[
+    str | None, Header(description="Answer 304 Not Modified when the ETag is still current.")
+]
+
+
+def _entity_tags(header: str) -> list[tuple[bool, str]]:
+    """Parse a list of entity tags into (weak, opaque value) pairs; junk is skipped."""
+    return [(bool(weak), value) for weak, value in _ENTITY_TAG.findall(header)]
+
+
+def _versions(note_id: int, if_match: str | None) -> set[int] | None:
+    """The versions of this note that an If-Match accepts; None when any version does.
+
+    If-Match compares strongly: weak tags, and tags of other notes, match nothing.
+    """
+    if if_match is None or if_match.strip() == "*":
+        return None
+    versions: set[int] = set()
+    for weak, value in _entity_tags(if_match):
+        owner, _, version = value.partition(".")
+        if not weak and owner == str(note_id) and version.isdigit():
+            versions.add(int(version))
+    return versions
+
+
+def _not_modified(note: Note, if_none_match: str | None) -> bool:
+    """True when If-None-Match names the note's current ETag (weak comparison) or is *."""
+    if if_none_match is None:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    current = note.etag.strip('"')
+    return any(value == current for _, value in _entity_tags(if_none_match))
+
+
+def _with_etag(response: Response, note: Note) -> Note:
+    response.headers["ETag"] = note.etag
+    response.headers["Cache-Control"] = "no-cache"
+    return note
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Note,
+    summary="Create a note",
+    responses={413: {**_PROBLEM, "description": "The body is over 1 MiB."}},
+)
+async def create_note(
+    note: NoteIn, request: Request, response: Response, repository: Repository
+) -> Note:
+    """Create a note with its tags; answers 201 with its Location and ETag."""
+    created = await repository.create(note)
+    response.headers["Location"] = str(request.url_for("get_note", note_id=created.id))
+    return _with_etag(response, created)
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=list[Note],
+    summary=f"Create up to {MAX_BATCH} notes at once: all or none",
+)
+async def create_notes(batch: NoteBatch, repository: Repository) -> list[Note]:
+    """Create every note of the batch in one transaction; one invalid note fails them all."""
+    return await repository.create_many(batch.notes)
+
+
+@router.get("", response_model=NotePage, summary="List, filter and search notes")
+async def list_notes(
+    request: Request,
+    response: Response,
+    repository: Repository,
+    limit: Annotated[int, Query(ge=1, le=100, description="Notes per page.")] = 20,
+    cursor: Annotated[
+        str | None, Query(max_length=1000, description="next_cursor of the previous page.")
+    ] = None,
+    offset: Annotated[
+        int | None,
+        Query(ge=0, le=1_000_000, description="Skip this many notes (instead of a cursor)."),
+    ] = None,
+    sort: Annotated[
+        Sort | None,
+        Query(description="Order; '-' for descending. Default: -created_at, or relevance with q."),
+    ] = None,
+    completed: Annotated[bool | None, Query(description="Only (un)completed notes.")] = None,
+    tag: Annotated[
+        list[str] | None,
+        Query(max_length=20, description="Only notes with this tag (repeat: all of them)."),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=500,
+            description="Words to search in titles and bodies; every word must appear.",
+        ),
+    ] = None,
+) -> NotePage:
+    """Return a page of notes and the cursor of the next one (keyset pagination)."""
+    search = q if q is not None and q.strip() else None
+    page = await repository.list_page(
+        ListQuery(
+            limit=limit,
+            cursor=cursor,
+            offset=offset,
+            sort=sort,
+            completed=completed,
+            tags=[value.strip() for value in tag or ()],
+            q=search,
+        )
+    )
+    if page.next_cursor is not None:
+        following = request.url.remove_query_params(["cursor", "offset"])
+        if page.next_offset is not None:
+            following = following.include_query_params(offset=page.next_offset)
+        else:
+            following = following.include_query_params(cursor=page.next_cursor)
+        response.headers["Link"] = f'<{following}>; rel="next"'
+    return page
+
+
+@router.get(
+    "/{note_id}",
+    response_model=Note,
+    summary="Read a note",
+    responses={
+        304: {"description": "Not modified: If-None-Match holds the current ETag."},
+        404: {**_PROBLEM, "description": "No such note."},
+    },
+)
+async def get_note(
+    note_id: int, response: Response, repository: Repository, if_none_match: IfNoneMatch = None
+) -> Any:
+    """Return a note with its ETag; 304 when the client's copy (If-None-Match) is current."""
+    note = await repository.get(note_id)
+    if _not_modified(note, if_none_match):
+        return Response(
+            status_code=status.HTTP_304_NOT_MODIFIED,
+            headers={"ETag": note.etag, "Cache-Control": "no-cache"},
+        )
+    return _with_etag(response, note)
+
+
+_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {**_PROBLEM, "description": "No such note."},
+    412: {**_PROBLEM, "description": "If-Match is stale: the note changed meanwhile."},
+    413: {**_PROBLEM, "description": "The body is over 1 MiB."},
+}
+
+
+@router.put("/{note_id}", response_model=Note, summary="Replace a note", responses=_WRITE_RESPONSES)
+async def replace_note(
+    note_id: int,
+    note: NoteIn,
+    response: Response,
+    repository: Repository,
+    if_match: IfMatch = None,
+) -> Note:
+    """Replace every field of a note; with If-Match, only if it has not changed since."""
+    replaced = await repository.replace(note_id, note, versions=_versions(note_id, if_match))
+    return _with_etag(response, replaced)
+
+
+@router.patch(
+    "/{note_id}",
+    response_model=Note,
+    summary="Change some fields of a note",
+    responses=_WRITE_RESPONSES,
+)
+async def patch_note(
+    note_id: int,
+    patch: NotePatch,
+    response: Response,
+    repository: Repository,
+    if_match: IfMatch = None,
+) -> Note:
+    """Change the fields sent (JSON merge patch); with If-Match, only if it is current."""
+    changed = await repository.update(
+        note_id, patch.changes(), versions=_versions(note_id, if_match)
+    )
+    return _with_etag(response, changed)
+
+
+@router.delete(
+    "/{note_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a note",
+    responses={k: v for k, v in _WRITE_RESPONSES.items() if k != 413},
+)
+async def delete_note(note_id: int, repository: Repository, if_match: IfMatch = None) -> Response:
+    """Delete a note and its tags; with If-Match, only if it has not changed since."""
+    await repository.delete(note_id, versions=_versions(note_id, if_match))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

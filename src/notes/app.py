@@ -1,0 +1,61 @@
+"""The application factory: ``create_app(settings)`` builds one independent service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+import aiodatabases
+from aiodatabases.ext.fastapi import lifespan
+
+from .api import health_router, install_docs, notes_router
+from .errors import install_error_handlers
+from .limits import BodySizeLimit
+from .settings import Settings
+
+__all__ = ["create_app", "database_options"]
+
+DESCRIPTION = """
+Notes with a title, a body, tags and a completed flag.
+
+Every note carries an `ETag`; send it back in `If-Match` when you change the note, and a
+change made meanwhile by someone else gets `412 Precondition Failed` instead of being
+overwritten. Errors are RFC 9457 problem details (`application/problem+json`).
+"""
+
+
+def database_options(url: aiodatabases.DatabaseURL) -> dict[str, Any]:
+    """Options the service sets on its database, unless the URL sets them itself."""
+    options: dict[str, Any] = {}
+    if url.dialect == "sqlite" and "foreign_keys" not in url.options:
+        options["foreign_keys"] = True
+    return options
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the notes application: its database (connected by the lifespan) and routes.
+
+    Args:
+        settings: The configuration; by default read from ``NOTES_*`` environment variables.
+    """
+    settings = settings if settings is not None else Settings()
+    url = aiodatabases.DatabaseURL(settings.database_url.get_secret_value())
+    database = aiodatabases.Database(url, **database_options(url))
+    app = FastAPI(
+        title="Notes",
+        version=aiodatabases.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan(database),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs else None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(notes_router, prefix="/api")
+    app.include_router(health_router)
+    if settings.docs:
+        install_docs(app)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_size)
+    return app

@@ -1,0 +1,1 @@
+"""Alembic migrations of the notes schema (``notes db upgrade`` runs them)."""

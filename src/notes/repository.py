@@ -1,0 +1,378 @@
+"""Notes in the database: the only module that writes SQL. It returns schemas, not records.
+
+Every write method is one transaction (a savepoint inside a caller's transaction): a note and
+its tags are stored together or not at all. Every query goes through ``_visible()``, the one
+place where ownership will restrict what a caller sees.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+import aiodatabases
+
+from . import search
+from .errors import BadRequestError, NotFoundError, PreconditionFailedError
+from .pagination import Cursor, Sort, decode_cursor, encode_cursor
+from .schemas import Note, NoteIn, NotePage
+from .tables import PG_SEARCH_CONFIG, note_tags, notes, notes_fts, search_vector
+
+__all__ = ["ListQuery", "NotesRepository", "utc_now"]
+
+Clock = Callable[[], dt.datetime]
+
+#: Title hits weigh this much more than body hits in the ranking (SQLite and MySQL).
+_TITLE_WEIGHT = "4.0"
+
+_NOTE_COLUMNS = (
+    notes.c.id,
+    notes.c.title,
+    notes.c.body,
+    notes.c.completed,
+    notes.c.version,
+    notes.c.created_at,
+    notes.c.updated_at,
+)
+
+
+def utc_now() -> dt.datetime:
+    """The current time, aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """What a listing asks for; validated by the API layer, checked again here."""
+
+    limit: int = 20
+    cursor: str | None = None
+    offset: int | None = None
+    sort: Sort | None = None
+    completed: bool | None = None
+    tags: Sequence[str] = field(default_factory=tuple)
+    q: str | None = None
+
+
+class NotesRepository:
+    """Reads and writes notes through one ``Database``; safe to share between tasks.
+
+    Args:
+        database: A connected database with the notes schema.
+        clock: Returns the time stamped on writes (aware, UTC); replaceable in tests.
+    """
+
+    def __init__(self, database: aiodatabases.Database, *, clock: Clock = utc_now) -> None:
+        self._database = database
+        self._clock = clock
+        self._dialect = _dialect_family(database.url.dialect)
+
+    # -- the scope of a caller --------------------------------------------------------------
+
+    def _visible(self) -> list[sa.ColumnElement[bool]]:
+        """Criteria every query of notes adds; ownership will add ``owner_id = :me``."""
+        return []
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Run a trivial query: raises when the database cannot answer."""
+        await self._database.fetch_val(sa.select(sa.literal(1)))
+
+    async def get(self, note_id: int) -> Note:
+        """Return one note with its tags.
+
+        Raises:
+            NotFoundError: There is no such note.
+        """
+        statement = (
+            sa.select(*_NOTE_COLUMNS, note_tags.c.tag)
+            .select_from(notes.outerjoin(note_tags, note_tags.c.note_id == notes.c.id))
+            .where(notes.c.id == note_id, *self._visible())
+            .order_by(note_tags.c.position)
+        )
+        found = _assemble(await self._database.fetch_all(statement))
+        if not found:
+            raise NotFoundError(f"note {note_id} does not exist")
+        return found[0]
+
+    async def list_page(self, query: ListQuery) -> NotePage:
+        """Return one page of notes, filtered, searched and sorted as asked.
+
+        Raises:
+            BadRequestError: The cursor is invalid or made for another order, both a cursor
+                and an offset were given, or ``sort=relevance`` came without ``q``.
+        """
+        sort = query.sort or (Sort.RELEVANCE if query.q is not None else Sort.CREATED_AT_DESC)
+        if sort is Sort.RELEVANCE and query.q is None:
+            raise BadRequestError("sort=relevance needs a search: give q")
+        if query.cursor is not None and query.offset is not None:
+            raise BadRequestError("give either cursor or offset, not both")
+        cursor = decode_cursor(query.cursor, sort) if query.cursor is not None else None
+        offset = query.offset or 0
+        if cursor is not None and sort is Sort.RELEVANCE:
+            offset = cursor.offset
+
+        criteria = [*self._visible()]
+        if query.completed is not None:
+            criteria.append(notes.c.completed == query.completed)
+        for tag in dict.fromkeys(query.tags):
+            criteria.append(
+                sa.exists().where(note_tags.c.note_id == notes.c.id, note_tags.c.tag == tag)
+            )
+        source: sa.FromClause = notes
+        score: sa.ColumnElement[Any] = sa.literal_column("0.0")
+        if query.q is not None:
+            searched = self._search(query.q)
+            if searched is None:
+                return NotePage(items=[], next_cursor=None, next_offset=None)
+            source, condition, score = searched
+            criteria.append(condition)
+        if cursor is not None and sort is not Sort.RELEVANCE:
+            criteria.append(_after(sort, cursor))
+
+        order = _order(sort, score)
+        page = (
+            sa.select(*_NOTE_COLUMNS, score.label("score"))
+            .select_from(source)
+            .where(*criteria)
+            .order_by(*order)
+            .limit(query.limit + 1)
+        )
+        if offset:
+            page = page.offset(offset)
+        subquery = page.subquery("page")
+        statement = (
+            sa.select(subquery, note_tags.c.tag)
+            .select_from(subquery.outerjoin(note_tags, note_tags.c.note_id == subquery.c.id))
+            .order_by(*_order(sort, subquery.c.score, subquery), note_tags.c.position)
+        )
+        items = _assemble(await self._database.fetch_all(statement))
+        more = len(items) > query.limit
+        items = items[: query.limit]
+        next_cursor: str | None = None
+        next_offset: int | None = None
+        if more:
+            last = items[-1]
+            if sort is Sort.RELEVANCE:
+                next_cursor = encode_cursor(Cursor(sort, offset=offset + len(items)))
+            else:
+                next_cursor = encode_cursor(Cursor(sort, getattr(last, sort.column), last.id))
+            if query.offset is not None:
+                next_offset = offset + len(items)
+        return NotePage(items=items, next_cursor=next_cursor, next_offset=next_offset)
+
+    def _search(
+        self, text: str
+    ) -> tuple[sa.FromClause, sa.ColumnElement[bool], sa.ColumnElement[Any]] | None:
+        """Return (source, condition, score) of a search, or None when it has no words."""
+        if self._dialect == "sqlite":
+            match = search.fts5_query(text)
+            if match is None:
+                return None
+            fts: sa.ColumnElement[Any] = sa.literal_column("notes_fts")
+            source = notes.join(notes_fts, notes_fts.c.rowid == notes.c.id)
+            condition = fts.op("MATCH")(sa.bindparam("fts_query", match, sa.String))
+            # bm25() is lower for better matches; the score is higher for them.
+            rank = -sa.func.bm25(fts, sa.literal_column(_TITLE_WEIGHT), sa.literal_column("1.0"))
+            return source, condition, rank
+        if self._dialect == "postgresql":
+            words = search.tsquery_words(text)
+            if words is None:
+                return None
+            config: sa.ColumnElement[Any] = sa.literal_column(f"'{PG_SEARCH_CONFIG}'::regconfig")
+            tsquery = sa.func.plainto_tsquery(config, sa.bindparam("ts_words", words, sa.String))
+            vector = search_vector()
+            return notes, vector.op("@@")(tsquery), sa.func.ts_rank(vector, tsquery)
+        boolean = search.mysql_boolean_query(text)
+        if boolean is None:
+            return None
+        against = sa.bindparam("ft_query", boolean, sa.String)
+        matched = mysql.match(notes.c.title, notes.c.body, against=against).in_boolean_mode()
+        in_title = mysql.match(notes.c.title, against=against).in_boolean_mode()
+        weighted: sa.ColumnElement[Any] = sa.literal_column(_TITLE_WEIGHT) * in_title
+        # MATCH ... AGAINST is true when it matches; bare in WHERE, it uses the FULLTEXT index.
+        return notes, cast("sa.ColumnElement[bool]", matched), matched + weighted
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def create(self, note: NoteIn) -> Note:
+        """Store a new note with its tags, in one transaction."""
+        async with self._database.transaction():
+            return await self._insert(note, self._clock())
+
+    async def create_many(self, batch: Sequence[NoteIn]) -> list[Note]:
+        """Store several notes with their tags in one transaction: all of them or none."""
+        now = self._clock()
+        async with self._database.transaction():
+            return [await self._insert(note, now) for note in batch]
+
+    async def _insert(self, note: NoteIn, now: dt.datetime) -> Note:
+        note_id = await self._database.execute(
+            notes.insert().values(
+                title=note.title,
+                body=note.body,
+                completed=note.completed,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await self._write_tags(note_id, note.tags)
+        return Note(
+            id=note_id,
+            title=note.title,
+            body=note.body,
+            completed=note.completed,
+            tags=list(note.tags),
+            created_at=now,
+            updated_at=now,
+            version=1,
+        )
+
+    async def _write_tags(self, note_id: int, tags: Sequence[str]) -> None:
+        if tags:
+            await self._database.execute_many(
+                note_tags.insert(),
+                [
+                    {"note_id": note_id, "tag": tag, "position": position}
+                    for position, tag in enumerate(tags)
+                ],
+            )
+
+    async def update(
+        self,
+        note_id: int,
+        changes: dict[str, Any],
+        *,
+        versions: Collection[int] | None = None,
+    ) -> Note:
+        """Change some fields of a note (``tags`` replaces them all); bumps its version.
+
+        Args:
+            note_id: The note.
+            changes: New values by field name: title, body, completed, tags.
+            versions: When given, change the note only if its version is one of these.
+
+        Raises:
+            NotFoundError: There is no such note.
+            PreconditionFailedError: Its version is not in ``versions``; nothing changed.
+        """
+        columns = {key: changes[key] for key in ("title", "body", "completed") if key in changes}
+        async with self._database.transaction():
+            if not columns and "tags" not in changes:
+                current = await self.get(note_id)
+                if versions is not None and current.version not in versions:
+                    raise _stale(current.id, current.version)
+                return current
+            statement = (
+                notes.update()
+                .where(notes.c.id == note_id, *self._visible())
+                .values(**columns, version=notes.c.version + 1, updated_at=self._clock())
+            )
+            if versions is not None:
+                statement = statement.where(notes.c.version.in_(list(versions)))
+            if not await self._database.execute(statement):
+                await self._explain_miss(note_id)
+            if "tags" in changes:
+                await self._database.execute(
+                    note_tags.delete().where(note_tags.c.note_id == note_id)
+                )
+                await self._write_tags(note_id, changes["tags"])
+            return await self.get(note_id)
+
+    async def replace(
+        self, note_id: int, note: NoteIn, *, versions: Collection[int] | None = None
+    ) -> Note:
+        """Replace every field of a note; bumps its version (see ``update``)."""
+        return await self.update(note_id, note.model_dump(), versions=versions)
+
+    async def delete(self, note_id: int, *, versions: Collection[int] | None = None) -> None:
+        """Delete a note and its tags.
+
+        Raises:
+            NotFoundError: There is no such note.
+            PreconditionFailedError: Its version is not in ``versions``; nothing deleted.
+        """
+        statement = notes.delete().where(notes.c.id == note_id, *self._visible())
+        if versions is not None:
+            statement = statement.where(notes.c.version.in_(list(versions)))
+        async with self._database.transaction():
+            if not await self._database.execute(statement):
+                await self._explain_miss(note_id)
+            # The foreign key cascades, but SQLite only with foreign keys switched on.
+            await self._database.execute(note_tags.delete().where(note_tags.c.note_id == note_id))
+
+    async def _explain_miss(self, note_id: int) -> None:
+        """Raise why a conditional write of a note changed nothing."""
+        version = await self._database.fetch_val(
+            sa.select(notes.c.version).where(notes.c.id == note_id, *self._visible())
+        )
+        if version is None:
+            raise NotFoundError(f"note {note_id} does not exist")
+        raise _stale(note_id, version)
+
+
+def _stale(note_id: int, version: int) -> PreconditionFailedError:
+    return PreconditionFailedError(
+        f"note {note_id} has changed: it is at version {version}; "
+        "fetch it again, reapply your change and send the new ETag in If-Match",
+        current_version=version,
+    )
+
+
+def _dialect_family(dialect: str) -> str:
+    if dialect in {"postgresql", "postgres"}:
+        return "postgresql"
+    if dialect in {"mysql", "mariadb"}:
+        return "mysql"
+    return dialect
+
+
+def _order(
+    sort: Sort, score: sa.ColumnElement[Any], source: sa.FromClause | None = None
+) -> list[sa.ColumnElement[Any]]:
+    """ORDER BY of a sort: its column then id, both in its direction."""
+    columns = source.c if source is not None else notes.c
+    if sort is Sort.RELEVANCE:
+        return [score.desc(), columns.id.desc()]
+    key = columns[sort.column]
+    if sort.descending:
+        return [key.desc(), columns.id.desc()]
+    return [key.asc(), columns.id.asc()]
+
+
+def _after(sort: Sort, cursor: Cursor) -> sa.ColumnElement[bool]:
+    """Keyset condition: the rows strictly after the cursor in this sort's order."""
+    key = notes.c[sort.column]
+    if sort.descending:
+        return sa.or_(key < cursor.value, sa.and_(key == cursor.value, notes.c.id < cursor.id))
+    return sa.or_(key > cursor.value, sa.and_(key == cursor.value, notes.c.id > cursor.id))
+
+
+def _assemble(rows: Sequence[aiodatabases.Record]) -> list[Note]:
+    """Fold rows of (note columns..., tag), ordered by note then tag, into notes."""
+    found: dict[int, Note] = {}
+    for row in rows:
+        note_id = row["id"]
+        note = found.get(note_id)
+        if note is None:
+            note = found[note_id] = Note(
+                id=note_id,
+                title=row["title"],
+                body=row["body"],
+                completed=row["completed"],
+                tags=[],
+                created_at=row["created_at"],
+                updated_at=row["updated_at"],
+                version=row["version"],
+            )
+        tag = row["tag"]
+        if tag is not None:
+            note.tags.append(tag)
+    return list(found.values())

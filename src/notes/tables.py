@@ -1,0 +1,152 @@
+"""The tables of the notes service (SQLAlchemy Core), in one MetaData.
+
+Migrations in ``notes/migrations`` create exactly this schema. Search structures depend on the
+backend and are declared here too, so that ``metadata.create_all()`` builds them as well:
+
+- SQLite: an FTS5 table ``notes_fts`` with external content (the ``notes`` table), kept in
+  step by triggers;
+- PostgreSQL: a GIN index on the weighted ``tsvector`` of title and body (``simple``);
+- MySQL/MariaDB: FULLTEXT indexes on ``(title, body)`` and on ``(title)``.
+
+Ownership arrives later as a nullable ``notes.owner_id`` column added by a migration; every
+query of the repository already goes through one place that will filter on it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+__all__ = [
+    "SQLITE_SEARCH_DDL",
+    "metadata",
+    "note_tags",
+    "notes",
+    "notes_fts",
+    "search_vector",
+]
+
+#: The text-search configuration of PostgreSQL: no stemming, no stop words, lower case.
+PG_SEARCH_CONFIG = "simple"
+
+#: PostgreSQL's document of a note: title words weigh A, body words B (ts_rank: 1.0, 0.4).
+#: Parenthesized: an index on an expression that is not a bare function call needs them.
+PG_SEARCH_VECTOR = (
+    f"(setweight(to_tsvector('{PG_SEARCH_CONFIG}'::regconfig, {{title}}), 'A') || "
+    f"setweight(to_tsvector('{PG_SEARCH_CONFIG}'::regconfig, {{body}}), 'B'))"
+)
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_Timestamp = sa.DateTime(timezone=True).with_variant(
+    mysql.DATETIME(timezone=True, fsp=6), "mysql", "mariadb"
+)
+_Body = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+_Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+notes = sa.Table(
+    "notes",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("body", _Body, nullable=False),
+    sa.Column("completed", sa.Boolean(create_constraint=False), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", _Timestamp, nullable=False),
+    sa.Column("updated_at", _Timestamp, nullable=False),
+    # Inside the Table: SQLAlchemy attaches a functional index to its table by the first
+    # column it meets, and this expression starts with a literal. search_vector() below is
+    # the same expression for queries.
+    sa.Index(
+        "ix_notes_search",
+        sa.text(PG_SEARCH_VECTOR.format(title="title", body="body")),
+        postgresql_using="gin",
+    ).ddl_if(dialect="postgresql"),
+)
+sa.Index(None, notes.c.created_at, notes.c.id)
+sa.Index(None, notes.c.updated_at, notes.c.id)
+sa.Index(None, notes.c.title, notes.c.id)
+sa.Index(None, notes.c.completed, notes.c.id)
+
+note_tags = sa.Table(
+    "note_tags",
+    metadata,
+    sa.Column(
+        "note_id",
+        _Id,
+        sa.ForeignKey("notes.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("tag", sa.String(50), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+)
+sa.Index(None, note_tags.c.tag, note_tags.c.note_id)
+
+
+def search_vector(table: sa.Table = notes) -> sa.ColumnElement[object]:
+    """PostgreSQL's weighted tsvector of a note: the GIN index is on this very expression."""
+    # Rendered from the same template as the index, so that the planner can use it.
+    return sa.literal_column(
+        PG_SEARCH_VECTOR.format(title=f"{table.name}.title", body=f"{table.name}.body")
+    )
+
+
+# MySQL/MariaDB: (title, body) finds notes; (title) alone weighs title hits in the ranking.
+# SQLAlchemy checks a tuple of dialect names at run time; its stubs only admit one.
+sa.Index("ix_notes_fulltext", notes.c.title, notes.c.body, mysql_prefix="FULLTEXT").ddl_if(
+    dialect=("mysql", "mariadb"),  # type: ignore[arg-type]
+)
+sa.Index("ix_notes_fulltext_title", notes.c.title, mysql_prefix="FULLTEXT").ddl_if(
+    dialect=("mysql", "mariadb"),  # type: ignore[arg-type]
+)
+
+#: The FTS5 table of SQLite, as seen by queries (it is created by SQLITE_SEARCH_DDL).
+notes_fts = sa.table(
+    "notes_fts",
+    sa.column("rowid", sa.Integer),
+    sa.column("title", sa.String),
+    sa.column("body", sa.String),
+)
+
+#: SQLite's search schema: an external-content FTS5 table and the triggers that feed it.
+#: ``remove_diacritics 2`` makes "cafe" find "café"; the query side folds the same way.
+SQLITE_SEARCH_DDL: tuple[str, ...] = (
+    "CREATE VIRTUAL TABLE notes_fts USING fts5(title, body, content='notes', "
+    "content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER notes_fts_after_insert AFTER INSERT ON notes BEGIN "
+    "INSERT INTO notes_fts(rowid, title, body) VALUES (new.id, new.title, new.body); END",
+    "CREATE TRIGGER notes_fts_after_delete AFTER DELETE ON notes BEGIN "
+    "INSERT INTO notes_fts(notes_fts, rowid, title, body) "
+    "VALUES ('delete', old.id, old.title, old.body); END",
+    "CREATE TRIGGER notes_fts_after_update AFTER UPDATE OF title, body ON notes BEGIN "
+    "INSERT INTO notes_fts(notes_fts, rowid, title, body) "
+    "VALUES ('delete', old.id, old.title, old.body); "
+    "INSERT INTO notes_fts(rowid, title, body) VALUES (new.id, new.title, new.body); END",
+)
+
+#: What undoes SQLITE_SEARCH_DDL, in order.
+SQLITE_SEARCH_DROP: tuple[str, ...] = (
+    "DROP TRIGGER IF EXISTS notes_fts_after_update",
+    "DROP TRIGGER IF EXISTS notes_fts_after_delete",
+    "DROP TRIGGER IF EXISTS notes_fts_after_insert",
+    "DROP TABLE IF EXISTS notes_fts",
+)
+
+
+def _sqlite_ddl(statement: str) -> sa.schema.ExecutableDDLElement:
+    ddl = sa.DDL(statement)  # type: ignore[no-untyped-call]  # DDL.__init__ lacks annotations
+    return ddl.execute_if(dialect="sqlite")
+
+
+for _statement in SQLITE_SEARCH_DDL:
+    sa.event.listen(notes, "after_create", _sqlite_ddl(_statement))
+for _statement in SQLITE_SEARCH_DROP:
+    sa.event.listen(notes, "before_drop", _sqlite_ddl(_statement))

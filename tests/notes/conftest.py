@@ -1,0 +1,85 @@
+"""Fixtures of the notes tests: a migrated database per backend, the app and a client."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+import aiodatabases
+from notes import Settings, create_app
+from notes import migrate as migrate_module
+
+#: Tables a test run may leave on a server database, dropped before migrating it afresh.
+_OURS = ("note_tags", "notes", "alembic_version")
+
+
+def reset_server_database(url: str) -> None:
+    """Drop the notes tables (and a stale alembic_version) from a server database."""
+
+    def drop(connection: sa.Connection) -> None:
+        present = set(sa.inspect(connection).get_table_names())
+        for name in _OURS:
+            if name in present:
+                connection.execute(sa.text(f"DROP TABLE {name}"))
+
+    migrate_module.run_with_connection(url, drop)
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per run, copied by each test that needs one."""
+    path = tmp_path_factory.mktemp("template") / "notes.db"
+    migrate_module.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def notes_url(database_url: str, migrated_sqlite_template: Path, tmp_path: Path) -> Iterator[str]:
+    """A database URL per backend with the notes schema at head and no notes."""
+    if database_url.startswith("sqlite"):
+        path = tmp_path / "notes.db"
+        shutil.copyfile(migrated_sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    reset_server_database(database_url)
+    migrate_module.upgrade(database_url)
+    try:
+        yield database_url
+    finally:
+        reset_server_database(database_url)
+
+
+@pytest.fixture
+def settings(notes_url: str) -> Settings:
+    """Settings of an app on the test database."""
+    return Settings(database_url=SecretStr(notes_url))
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """A notes app with its lifespan running (its database connected)."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to the app in-process."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://notes.test") as http:
+        yield http
+
+
+@pytest.fixture
+async def database(app: FastAPI) -> aiodatabases.Database:
+    """The app's own (connected) database."""
+    db: aiodatabases.Database = app.state.database
+    return db

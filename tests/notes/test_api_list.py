@@ -1,0 +1,212 @@
+"""Listing notes: keyset and offset pagination, filters and sort orders."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from .helpers import assert_problem, create_note
+
+Page = dict[str, Any]
+
+
+async def create_many(client: httpx.AsyncClient, notes: list[dict[str, Any]]) -> list[Page]:
+    """Create notes through the batch endpoint, in order; return them."""
+    created: list[Page] = []
+    for start in range(0, len(notes), 100):
+        response = await client.post("/api/notes/batch", json={"notes": notes[start : start + 100]})
+        assert response.status_code == 201, response.text
+        created.extend(response.json())
+    return created
+
+
+async def walk(
+    client: httpx.AsyncClient, params: dict[str, Any], *, between: Any = None
+) -> list[Page]:
+    """Follow next_cursor from the first page to the last; return every note seen, in order."""
+    seen: list[Page] = []
+    cursor: str | None = None
+    for _ in range(1000):
+        query = dict(params) | ({"cursor": cursor} if cursor else {})
+        response = await client.get("/api/notes", params=query)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        seen.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+        if between is not None:
+            await between()
+    raise AssertionError("pagination did not end")
+
+
+async def test_empty_listing_has_no_items_and_no_cursor(client: httpx.AsyncClient) -> None:
+    """GET /api/notes on no notes answers an empty page without next_cursor."""
+    response = await client.get("/api/notes")
+    assert response.status_code == 200
+    assert response.json() == {"items": [], "next_cursor": None, "next_offset": None}
+    assert "link" not in response.headers
+
+
+async def test_default_page_is_20_newest_first(client: httpx.AsyncClient) -> None:
+    """Without parameters, a page holds 20 notes, newest first, and a next cursor."""
+    created = await create_many(client, [{"title": f"n{i}"} for i in range(25)])
+    page = (await client.get("/api/notes")).json()
+    assert [note["id"] for note in page["items"]] == [note["id"] for note in created[::-1]][:20]
+    assert page["next_cursor"] is not None
+
+
+@pytest.mark.parametrize("sort", ["created_at", "-created_at", "updated_at", "title", "-title"])
+async def test_cursor_walk_returns_every_note_once_in_order(
+    client: httpx.AsyncClient, sort: str
+) -> None:
+    """Walking all pages with the cursor yields each note exactly once, in the asked order."""
+    created = await create_many(
+        client, [{"title": f"title {i % 7}", "body": str(i)} for i in range(23)]
+    )
+    seen = await walk(client, {"limit": 5, "sort": sort})
+    assert sorted(note["id"] for note in seen) == sorted(note["id"] for note in created)
+    column, reverse = sort.lstrip("-"), sort.startswith("-")
+    keys = [(note[column], note["id"]) for note in seen]
+    assert keys == sorted(keys, reverse=reverse)
+
+
+async def test_cursor_walk_is_stable_when_timestamps_tie(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Notes created at the same instant are still paged exactly once (ties go by id)."""
+    instant = dt.datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    app.state.clock = lambda: instant
+    created = await create_many(client, [{"title": f"n{i}"} for i in range(17)])
+    for sort in ("created_at", "-created_at", "-updated_at"):
+        seen = await walk(client, {"limit": 4, "sort": sort})
+        ids = [note["id"] for note in seen]
+        expected = sorted(note["id"] for note in created)
+        assert ids == (expected[::-1] if sort.startswith("-") else expected)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sort", ["-created_at", "created_at"])
+async def test_cursor_walk_sees_every_note_once_while_others_insert(
+    client: httpx.AsyncClient, sort: str
+) -> None:
+    """Concurrent inserts between pages never make the walk skip or repeat a note."""
+    created = await create_many(client, [{"title": f"old {i}"} for i in range(40)])
+    counter = iter(range(1000))
+
+    async def insert_some() -> None:
+        await asyncio.gather(*(create_note(client, title=f"new {next(counter)}") for _ in range(3)))
+
+    seen = await walk(client, {"limit": 6, "sort": sort}, between=insert_some)
+    ids = [note["id"] for note in seen]
+    assert len(ids) == len(set(ids))
+    assert {note["id"] for note in created} <= set(ids)
+
+
+async def test_offset_paging_answers_next_offset_and_a_link(client: httpx.AsyncClient) -> None:
+    """offset=N skips N notes; the page gives next_offset and a Link to the next page."""
+    created = await create_many(client, [{"title": f"n{i}"} for i in range(12)])
+    newest_first = [note["id"] for note in created[::-1]]
+    response = await client.get("/api/notes", params={"offset": 5, "limit": 4})
+    page = response.json()
+    assert [note["id"] for note in page["items"]] == newest_first[5:9]
+    assert page["next_offset"] == 9
+    assert 'rel="next"' in response.headers["link"]
+    following = response.headers["link"].split(">")[0].lstrip("<")
+    assert [note["id"] for note in (await client.get(following)).json()["items"]] == (
+        newest_first[9:12]
+    )
+
+
+async def test_cursor_link_header_points_at_the_next_page(client: httpx.AsyncClient) -> None:
+    """The Link header of a cursor page carries the filters and the next cursor."""
+    await create_many(client, [{"title": f"n{i}", "completed": True} for i in range(3)])
+    response = await client.get("/api/notes", params={"limit": 2, "completed": "true"})
+    following = response.headers["link"].split(">")[0].lstrip("<")
+    assert "completed=true" in following
+    assert f"cursor={response.json()['next_cursor']}" in following
+    assert len((await client.get(following)).json()["items"]) == 1
+
+
+async def test_completed_filter_keeps_only_matching_notes(client: httpx.AsyncClient) -> None:
+    """completed=true and completed=false split the notes between them."""
+    await create_many(client, [{"title": f"n{i}", "completed": i % 3 == 0} for i in range(9)])
+    done = (await client.get("/api/notes", params={"completed": "true"})).json()["items"]
+    todo = (await client.get("/api/notes", params={"completed": "false"})).json()["items"]
+    assert [note["title"] for note in done] == ["n6", "n3", "n0"]
+    assert len(todo) == 6
+    assert not any(note["completed"] for note in todo)
+
+
+async def test_tag_filter_requires_every_given_tag(client: httpx.AsyncClient) -> None:
+    """tag=a returns notes tagged a; tag=a&tag=b only those tagged with both."""
+    await create_note(client, title="ab", tags=["a", "b"])
+    await create_note(client, title="a", tags=["a"])
+    await create_note(client, title="none")
+    one = (await client.get("/api/notes", params={"tag": "a"})).json()["items"]
+    both = (await client.get("/api/notes", params=[("tag", "a"), ("tag", "b")])).json()
+    assert sorted(note["title"] for note in one) == ["a", "ab"]
+    assert [note["title"] for note in both["items"]] == ["ab"]
+    assert (await client.get("/api/notes", params={"tag": "zzz"})).json()["items"] == []
+
+
+async def test_filters_and_tags_survive_pagination(client: httpx.AsyncClient) -> None:
+    """Tags of every note come back whole on every page, whatever the page size."""
+    await create_many(
+        client, [{"title": f"n{i}", "tags": [f"t{j}" for j in range(i % 4)]} for i in range(10)]
+    )
+    seen = await walk(client, {"limit": 3, "sort": "title"})
+    assert {note["title"]: note["tags"] for note in seen} == {
+        f"n{i}": [f"t{j}" for j in range(i % 4)] for i in range(10)
+    }
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": 0}, {"limit": 101}, {"limit": "x"}, {"sort": "body"}, {"sort": "id; DROP"}],
+    ids=["limit-0", "limit-101", "limit-text", "sort-body", "sort-injection"],
+)
+async def test_invalid_listing_parameters_get_a_422_problem(
+    client: httpx.AsyncClient, params: dict[str, Any]
+) -> None:
+    """limit outside 1-100 and a sort outside the allow-list are 422 problems."""
+    assert_problem(await client.get("/api/notes", params=params), 422)
+
+
+async def test_limit_100_is_accepted(client: httpx.AsyncClient) -> None:
+    """limit=100 is the largest page and is allowed."""
+    await create_many(client, [{"title": f"n{i}"} for i in range(101)])
+    page = (await client.get("/api/notes", params={"limit": 100})).json()
+    assert len(page["items"]) == 100
+    assert page["next_cursor"] is not None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cursor": "not a cursor"},
+        {"cursor": "eyJzIjoidGl0bGUifQ"},
+        {"cursor": "", "offset": 1},
+        {"sort": "relevance"},
+    ],
+    ids=["garbage", "truncated", "cursor-and-offset", "relevance-without-q"],
+)
+async def test_bad_cursor_or_combination_gets_a_400_problem(
+    client: httpx.AsyncClient, params: dict[str, Any]
+) -> None:
+    """An invalid cursor, cursor with offset, or relevance without q is a 400 problem."""
+    assert_problem(await client.get("/api/notes", params=params), 400)
+
+
+async def test_cursor_of_another_sort_gets_a_400_problem(client: httpx.AsyncClient) -> None:
+    """A cursor made for sort=title is refused for sort=-created_at."""
+    await create_many(client, [{"title": f"n{i}"} for i in range(3)])
+    cursor = (await client.get("/api/notes", params={"limit": 1, "sort": "title"})).json()
+    response = await client.get("/api/notes", params={"cursor": cursor["next_cursor"]})
+    problem = assert_problem(response, 400)
+    assert "sort=title" in problem["detail"]
