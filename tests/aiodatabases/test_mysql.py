@@ -511,15 +511,15 @@ async def test_numeric_and_json_round_trip(mysql: Database) -> None:
 # -- options -----------------------------------------------------------------------------------
 
 
-async def test_update_counts_changed_rows_unless_found_rows(
+async def test_update_counts_matched_rows_unless_found_rows_is_false(
     mysql: Database, mysql_url: str
 ) -> None:
-    """An update that changes nothing counts 0 by default and 1 with found_rows=true."""
+    """An update that changes nothing counts its matched row; 0 with found_rows=false."""
     await mysql.execute(counters.insert(), {"id": 1, "value": 5})
     same = counters.update().where(counters.c.id == 1).values(value=5)
-    assert await mysql.execute(same) == 0
-    async with Database(f"{mysql_url}?found_rows=true") as matched:
-        assert await matched.execute(same) == 1
+    assert await mysql.execute(same) == 1
+    async with Database(f"{mysql_url}?found_rows=false") as changed:
+        assert await changed.execute(same) == 0
 
 
 @pytest.mark.parametrize(

@@ -388,7 +388,8 @@ def connect_args(url: DatabaseURL, reader: OptionReader, timeout: float | None) 
         "charset": str(reader.raw("charset", "utf8mb4")),
         "ssl": ssl_option(reader.raw("ssl")),
         "autocommit": True,
-        "client_flag": CLIENT.FOUND_ROWS if reader.bool("found_rows", False) else 0,
+        # Matched rather than changed rows, as SQLite and PostgreSQL count them.
+        "client_flag": CLIENT.FOUND_ROWS if reader.bool("found_rows", True) else 0,
         "connect_timeout": timeout or 31_536_000,
     }
     for name in _DRIVER_STRINGS:
