@@ -257,7 +257,11 @@ class Connection:
 
 
 async def _complete(awaitable: Awaitable[T]) -> T:
-    """Run cleanup to the end even if the calling task is cancelled meanwhile."""
+    """Run cleanup to the end even if the calling task is cancelled meanwhile.
+
+    A cancellation that arrives during the cleanup is re-raised once the cleanup is done (its
+    own error, if any, is then chained as the context).
+    """
     task = asyncio.ensure_future(awaitable)
     cancelled: asyncio.CancelledError | None = None
     while not task.done():
@@ -267,6 +271,6 @@ async def _complete(awaitable: Awaitable[T]) -> T:
             cancelled = exc
     if cancelled is not None:
         if not task.cancelled() and task.exception() is not None:
-            pass  # the cancellation wins; the cleanup error is logged by the reset below
+            cancelled.__context__ = task.exception()
         raise cancelled
     return task.result()

@@ -162,7 +162,6 @@ class _SQLiteCursor:
         self._args = args
         self._cursor: sqlite3.Cursor | None = None
         self._meta: ResultMeta | None = None
-        self._started_in_thread = False
 
     async def fetch(self, size: int = _ITERATE_BATCH) -> list[Record]:
         """Return the next batch of records; empty when done."""
@@ -307,11 +306,6 @@ class SQLiteConnection(BackendConnection):
             if not inflight.done():
                 await asyncio.wait([inflight])
             self._inflight = None
-
-    @property
-    def busy(self) -> bool:
-        """Whether a statement is still running on a worker thread."""
-        return self._inflight is not None and not self._inflight.done()
 
     async def _run(self, job: Callable[[], T], readonly: bool, entry: CompiledQuery | None) -> T:
         """Run ``job`` on the loop when that is safe and quick, else on a worker thread."""
