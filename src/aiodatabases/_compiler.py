@@ -23,7 +23,7 @@ from sqlalchemy.sql.ddl import ExecutableDDLElement
 from sqlalchemy.sql.dml import Insert, Update, ValuesBase
 from sqlalchemy.sql.selectable import SelectBase, TextualSelect
 
-from ._records import ResultMeta
+from ._records import ResultMeta, convert_rows
 from .exceptions import InterfaceError, ProgrammingError
 
 __all__ = ["CompiledQuery", "Compiler", "Kind", "Query"]
@@ -378,8 +378,8 @@ class Compiler:
     ) -> list[Sequence[Any]]:
         """Bind every row of an ``execute_many`` call of a Core statement.
 
-        Values are gathered with one C-level ``itemgetter`` call per row and converted a
-        column at a time, so the per-row work stays out of Python loops.
+        Values are gathered with one C-level ``itemgetter`` call per row and converted by
+        ``convert_rows``, so the per-row work stays out of Python loops.
         """
         if compiled.post_compile_params or compiled.literal_execute_params:
             raise ProgrammingError(
@@ -403,10 +403,7 @@ class Compiler:
                 "row has; every row must name the same keys"
             ) from None
         if entry.bind_processors:
-            columns: list[Any] = list(zip(*args, strict=True))
-            for index, proc in entry.bind_processors:
-                columns[index] = map(proc, columns[index])
-            args = list(zip(*columns, strict=True))
+            return list(convert_rows(args, entry.bind_processors))
         return args
 
     def _many_row(

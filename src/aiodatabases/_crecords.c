@@ -9,6 +9,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <datetime.h>
 
 typedef struct {
     PyObject_HEAD
@@ -161,6 +162,12 @@ new_record(PyTypeObject *cls, PyObject *row, PyObject *keymap, PyObject *meta)
     if (self == NULL) {
         return NULL;
     }
+    /* A record built from a driver row is not part of a reference cycle (its row, keymap and
+     * plan were all made before it), so the cycle collector need not scan it: this keeps
+     * collections short when thousands of rows are fetched. The one way to make a cycle is
+     * for user code to store the record inside one of its own mutable values (a JSON dict);
+     * such a record is then freed only with the process. */
+    PyObject_GC_UnTrack(self);
     Py_INCREF(row);
     Py_INCREF(keymap);
     Py_INCREF(meta);
@@ -291,7 +298,126 @@ make_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return new_record((PyTypeObject *)cls, row, keymap, meta);
 }
 
+/* convert_rows(rows, processors) -> list of lists: apply (index, function) pairs to every row,
+ * as a bulk insert's bind values need. */
+static PyObject *
+convert_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "convert_rows(rows, processors: tuple)");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "rows must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *values = convert_row(items[k], args[1]);
+        if (values == NULL) {
+            Py_DECREF(seq);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, k, values);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+/* bool_to_int(value): True/1 -> 1, False/0 -> 0, None -> None; anything else is a TypeError. */
+static PyObject *
+bool_to_int(PyObject *module, PyObject *value)
+{
+    if (value == Py_None) {
+        Py_RETURN_NONE;
+    }
+    if (value == Py_True) {
+        return PyLong_FromLong(1);
+    }
+    if (value == Py_False) {
+        return PyLong_FromLong(0);
+    }
+    if (PyLong_Check(value)) {
+        int overflow = 0;
+        long v = PyLong_AsLongAndOverflow(value, &overflow);
+        if (!overflow && (v == 0 || v == 1)) {
+            return PyLong_FromLong(v);
+        }
+        if (v == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    PyErr_Format(PyExc_TypeError, "Not a boolean value: %R", value);
+    return NULL;
+}
+
+/* sqlite_datetime(value): a datetime or date as SQLAlchemy's SQLite DATETIME text,
+ * "YYYY-MM-DD HH:MM:SS.ffffff" (fields as given, time zone ignored, a date at midnight). */
+static inline char *
+put_digits(char *p, int value, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        p[i] = (char)('0' + value % 10);
+        value /= 10;
+    }
+    return p + width;
+}
+
+static PyObject *
+format_datetime(int year, int month, int day, int hour, int minute, int second, int micro)
+{
+    char text[26]; /* YYYY-MM-DD HH:MM:SS.ffffff */
+    char *p = put_digits(text, year, 4);
+    *p++ = '-';
+    p = put_digits(p, month, 2);
+    *p++ = '-';
+    p = put_digits(p, day, 2);
+    *p++ = ' ';
+    p = put_digits(p, hour, 2);
+    *p++ = ':';
+    p = put_digits(p, minute, 2);
+    *p++ = ':';
+    p = put_digits(p, second, 2);
+    *p++ = '.';
+    p = put_digits(p, micro, 6);
+    return PyUnicode_DecodeASCII(text, p - text, NULL);
+}
+
+static PyObject *
+sqlite_datetime(PyObject *module, PyObject *value)
+{
+    if (value == Py_None) {
+        Py_RETURN_NONE;
+    }
+    if (PyDateTime_Check(value)) {
+        return format_datetime(
+            PyDateTime_GET_YEAR(value), PyDateTime_GET_MONTH(value), PyDateTime_GET_DAY(value),
+            PyDateTime_DATE_GET_HOUR(value), PyDateTime_DATE_GET_MINUTE(value),
+            PyDateTime_DATE_GET_SECOND(value), PyDateTime_DATE_GET_MICROSECOND(value));
+    }
+    if (PyDate_Check(value)) {
+        return format_datetime(PyDateTime_GET_YEAR(value), PyDateTime_GET_MONTH(value),
+                               PyDateTime_GET_DAY(value), 0, 0, 0, 0);
+    }
+    PyErr_SetString(PyExc_TypeError,
+                    "SQLite DateTime type only accepts Python datetime and date objects as input.");
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
+    {"sqlite_datetime", (PyCFunction)sqlite_datetime, METH_O,
+     "sqlite_datetime(value) -> 'YYYY-MM-DD HH:MM:SS.ffffff' or None"},
+    {"convert_rows", (PyCFunction)(void (*)(void))convert_rows, METH_FASTCALL,
+     "convert_rows(rows, processors) -> list of converted lists"},
+    {"bool_to_int", (PyCFunction)bool_to_int, METH_O,
+     "bool_to_int(value) -> 1, 0 or None"},
     {"make_records", (PyCFunction)(void (*)(void))make_records, METH_FASTCALL,
      "make_records(cls, rows, keymap, meta, processors) -> list of records"},
     {"make_record", (PyCFunction)(void (*)(void))make_record, METH_FASTCALL,
@@ -310,6 +436,10 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__crecords(void)
 {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) {
+        return NULL;
+    }
     fallback_name = PyUnicode_InternFromString("_fallback");
     if (fallback_name == NULL) {
         return NULL;

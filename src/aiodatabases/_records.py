@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine.interfaces import Dialect
 
-__all__ = ["Record", "ResultMeta"]
+__all__ = ["Record", "ResultMeta", "bool_to_int", "convert_rows", "sqlite_datetime"]
 
 Processor = Callable[[Any], Any]
 
@@ -77,19 +78,53 @@ def _py_make_records(
     return [_py_make_record(cls, row, keymap, meta, processors) for row in rows]
 
 
+def _py_convert_rows(
+    rows: Sequence[Sequence[Any]], processors: tuple[tuple[int, Processor], ...]
+) -> list[list[Any]]:
+    return [_py_convert(row, processors) for row in rows]
+
+
+def _py_sqlite_datetime(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return (
+            f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
+        )
+    if isinstance(value, date):
+        return f"{value.year:04d}-{value.month:02d}-{value.day:02d} 00:00:00.000000"
+    raise TypeError("SQLite DateTime type only accepts Python datetime and date objects as input.")
+
+
+def _py_bool_to_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if value in (True, False) and isinstance(value, int):
+        return int(value)
+    raise TypeError(f"Not a boolean value: {value!r}")
+
+
 if TYPE_CHECKING:  # noqa: SIM114  # kept apart so mypy reads only the typed branch
     _RecordBase = _PyRecordBase
     _make_record = _py_make_record
     _make_records = _py_make_records
+    convert_rows = _py_convert_rows
+    bool_to_int = _py_bool_to_int
+    sqlite_datetime = _py_sqlite_datetime
     SPEEDUPS = False
 elif os.environ.get("AIODATABASES_NO_EXTENSIONS"):
     _RecordBase = _PyRecordBase
     _make_record = _py_make_record
     _make_records = _py_make_records
+    convert_rows = _py_convert_rows
+    bool_to_int = _py_bool_to_int
+    sqlite_datetime = _py_sqlite_datetime
     SPEEDUPS = False
 else:
     try:
         from ._crecords import RecordBase as _RecordBase
+        from ._crecords import bool_to_int, convert_rows, sqlite_datetime
         from ._crecords import make_record as _make_record
         from ._crecords import make_records as _make_records
 
@@ -98,6 +133,9 @@ else:
         _RecordBase = _PyRecordBase
         _make_record = _py_make_record
         _make_records = _py_make_records
+        convert_rows = _py_convert_rows
+        bool_to_int = _py_bool_to_int
+        sqlite_datetime = _py_sqlite_datetime
         SPEEDUPS = False
 
 

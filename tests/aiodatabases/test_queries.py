@@ -119,12 +119,13 @@ async def test_execute_insert_returns_the_new_primary_key(database: Database) ->
 
 async def test_execute_raw_insert_returns_the_new_primary_key(database: Database) -> None:
     """A raw SQL insert also returns the new row's id."""
-    await database.execute(notes.insert(), {"id": 40, "text": "a", "completed": False})
+    await database.execute(notes.insert(), {"text": "a", "completed": False})
     new_id = await database.execute(
         "INSERT INTO notes (text, completed) VALUES (:text, :completed)",
         {"text": "b", "completed": True},
     )
-    assert new_id == 41
+    assert new_id == 2
+    assert new_id == await database.fetch_val("SELECT id FROM notes WHERE text = 'b'")
 
 
 async def test_execute_update_returns_the_number_of_rows_changed(database: Database) -> None:

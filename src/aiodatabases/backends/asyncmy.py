@@ -253,23 +253,11 @@ class AsyncmyConnection(BackendConnection):
         await self._guard(cursor.execute(query))
         return cursor
 
-    def _prepare(
-        self, query: Query, values: Mapping[str, Any] | None
-    ) -> tuple[CompiledQuery | None, str, Sequence[Any]]:
-        if isinstance(query, str):
-            entry = self._compiler.text(query)
-            return entry, entry.sql, entry.args_for_text(values)
-        entry, compiled, extracted, values = self._compiler.core(query, values)
-        if entry.compiled is None:
-            return entry, entry.sql, ()
-        sql, args = self._compiler.core_args(entry, compiled, extracted, values)
-        return entry, sql, args
-
     async def _run(
         self, query: Query, values: Mapping[str, Any] | None
     ) -> tuple[CompiledQuery | None, Cursor, ResultMeta | None, Sequence[Any]]:
         """Run a statement; return its entry, cursor, and result plan and rows if it has any."""
-        entry, sql, args = self._prepare(query, values)
+        entry, sql, args = self._compiler.prepare(query, values)
         cursor = await self._statement(sql, args)
         if not cursor.description:
             return entry, cursor, None, ()
@@ -341,7 +329,7 @@ class AsyncmyConnection(BackendConnection):
 
     async def cursor(self, query: Query, values: Mapping[str, Any] | None) -> AsyncmyCursor:
         """Open a cursor whose rows are streamed in batches."""
-        entry, sql, args = self._prepare(query, values)
+        entry, sql, args = self._compiler.prepare(query, values)
         return AsyncmyCursor(self, entry, sql, args)
 
     # -- transactions -----------------------------------------------------------------------

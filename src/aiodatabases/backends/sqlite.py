@@ -36,7 +36,7 @@ from sqlalchemy.sql import sqltypes
 from .. import exceptions
 from .._compiler import CompiledQuery, Compiler, Kind, Query
 from .._pool import Pool
-from .._records import Record, ResultMeta
+from .._records import Record, ResultMeta, bool_to_int, sqlite_datetime
 from .._url import DatabaseURL
 from ._errors import combined_error
 from ._options import OptionReader
@@ -71,13 +71,8 @@ class _DateTime(sqlite_base.DATETIME):
         process = super().bind_processor(dialect)
         assert process is not None
         if self._storage_format == sqlite_base.DATETIME._storage_format:
-            generic = process
-
-            def process(value: Any) -> Any:
-                # isoformat() renders the default storage format, in C.
-                if value.__class__ is datetime and value.tzinfo is None:
-                    return value.isoformat(" ", "microseconds")
-                return generic(value)
+            # The default storage format, rendered in C (same text, same errors).
+            process = sqlite_datetime
 
         if not self.timezone:
             return process
@@ -103,10 +98,21 @@ class _DateTime(sqlite_base.DATETIME):
         return from_utc
 
 
-class SQLiteDialect(SQLiteDialect_pysqlite):
-    """SQLAlchemy's pysqlite dialect with time-zone-aware DateTime."""
+class _Boolean(sqltypes.Boolean):
+    """Boolean whose bind conversion (``True`` -> 1) runs in C when the speedups are built."""
 
-    colspecs = {**SQLiteDialect_pysqlite.colspecs, sqltypes.DateTime: _DateTime}
+    def bind_processor(self, dialect: Any) -> Any:
+        return bool_to_int
+
+
+class SQLiteDialect(SQLiteDialect_pysqlite):
+    """SQLAlchemy's pysqlite dialect with time-zone-aware DateTime and a faster Boolean."""
+
+    colspecs = {
+        **SQLiteDialect_pysqlite.colspecs,
+        sqltypes.DateTime: _DateTime,
+        sqltypes.Boolean: _Boolean,
+    }
 
 
 _ERROR_MAP: list[tuple[type[BaseException], type[exceptions.Error]]] = [

@@ -1,0 +1,695 @@
+"""The PostgreSQL backend: asyncpg, with asyncpg's pool and a fast lane in front of it.
+
+Statements are compiled once to ``$n`` SQL by SQLAlchemy's asyncpg dialect (adjusted in
+``_asyncpg_types``) and run as asyncpg prepared statements, which asyncpg caches per
+connection; asyncpg's records are wrapped as they are, and only columns whose SQLAlchemy type
+converts values (JSON, Enum, Numeric, TypeDecorator ...) are copied.
+
+Connections come from an ``asyncpg.Pool``: it opens them, caps their number, queues waiting
+tasks, replaces closed ones and closes them all at the end. Handing a connection back to it
+costs a task and, by default, a reset round trip. So a released connection that no task is
+waiting for, and whose session nothing could have changed, goes onto a small stack here
+instead, from which the next ``acquire`` takes it without awaiting anything. A connection is
+reset (``RESET ALL``, ``UNLISTEN *`` ...) only after a statement that may have changed the
+session, or after its raw driver connection was handed out. A connection whose statement was
+cancelled mid-flight is closed once the server has stopped the statement, never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+
+from .. import exceptions
+from .._compiler import CompiledQuery, Compiler, Kind, Query
+from .._records import Record, ResultMeta
+from .._url import DatabaseURL
+from . import _asyncpg_types as pg
+from ._options import OptionReader
+from .base import Backend, BackendConnection, PoolStats, TransactionOptions
+
+__all__ = ["AsyncpgBackend", "AsyncpgConnection"]
+
+logger = logging.getLogger("aiodatabases.pool")
+
+# How long disconnect() waits for connections still in use before closing them anyway.
+_CLOSE_TIMEOUT = 5.0
+# A connection unused this long on the fast-lane stack goes back to asyncpg's pool, where
+# its inactivity limit and minimum size apply.
+_STACK_IDLE = 60.0
+_PING_TIMEOUT = 5.0
+_INFO_CACHE = 2000
+
+_FETCH = asyncpg.Connection.fetch
+_FETCHROW = asyncpg.Connection.fetchrow
+_EXECUTE = asyncpg.Connection.execute
+_EXECUTEMANY = asyncpg.Connection.executemany
+
+
+class AsyncpgConnection(BackendConnection):
+    """One asyncpg connection checked out of the pool; used by one task at a time.
+
+    ``Connection`` guarantees that only one call runs on it at once. Once released it fails
+    loudly instead of running a query on a connection another task may hold.
+    """
+
+    def __init__(self, backend: AsyncpgBackend, proxy: Any) -> None:
+        self._backend = backend
+        self._compiler = backend.compiler
+        self._proxy = proxy
+        self._con: pg.PgConnection = proxy.aiodb_unwrapped
+        self._held = False
+        self._txn = False  # a transaction begun by begin()
+        self._emulated = False  # ... as a savepoint, inside the cursors' transaction
+        self._cursors = 0  # open cursors
+        self._cursor_txn = False  # a transaction begun only so that cursors can work
+        self._pending = False  # the cursors' transaction must end before anything else
+
+    @property
+    def raw_connection(self) -> Any:
+        """The ``asyncpg.Connection``; its session is reset when it is released."""
+        self._con.aiodb_dirty = True
+        return self._con
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the server has a transaction open on this connection."""
+        return pg.in_transaction(self._con)
+
+    # -- running statements -----------------------------------------------------------------
+
+    async def _guarded(self, awaitable: Any) -> Any:
+        """Await an asyncpg call; a cancelled call leaves a connection that must be closed."""
+        con = self._con
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            con.aiodb_broken = True
+            raise
+        except Exception as exc:
+            if pg.is_disconnect(exc):
+                con.aiodb_broken = True
+            raise pg.translate(exc, self._backend.command_timeout) from exc
+
+    def _replaceable(self) -> bool:
+        return not (self._txn or self._cursor_txn or self._cursors or self._pending)
+
+    async def _replace(self) -> None:
+        """Swap a dead connection for a live one; only outside any transaction."""
+        self._backend.discard(self._con)
+        self._proxy = await self._backend.checkout()
+        self._con = self._proxy.aiodb_unwrapped
+
+    async def _call(
+        self, fn: Any, sql: str, args: Sequence[Any], info: pg.SqlInfo | None, readonly: bool
+    ) -> Any:
+        """Run ``fn(connection, sql, *args)``.
+
+        A connection found dead before the statement is sent, or while a read-only statement
+        ran, is replaced and the statement run once more, outside transactions only. A write
+        that may have run is never repeated.
+        """
+        if self._pending:
+            await self._end_cursor_txn()
+        retried = False
+        while True:
+            con = self._con
+            if con.is_closed() and self._replaceable():
+                await self._replace()
+                con = self._con
+            try:
+                if info is not None:
+                    if info.session:
+                        con.aiodb_dirty = True
+                    if info.untyped and args:
+                        return await fn(con, await self._sql_for(sql, args, info), *args)
+                return await fn(con, sql, *args)
+            except asyncio.CancelledError:
+                con.aiodb_broken = True
+                raise
+            except Exception as exc:
+                dead = pg.is_disconnect(exc)
+                if dead:
+                    con.aiodb_broken = True
+                if retried or not (dead and self._replaceable() and (readonly or pg.unsent(exc))):
+                    raise pg.translate(exc, self._backend.command_timeout) from exc
+            retried = True
+            await self._replace()
+
+    async def _sql_for(self, sql: str, args: Sequence[Any], info: pg.SqlInfo) -> str:
+        """Return ``sql`` with casts on placeholders PostgreSQL would type as text."""
+        if not info.untyped:
+            return sql
+        count = len(args)
+        cast_for = pg.cast_for
+        signature = tuple([cast_for(args[i]) if i < count else None for i in info.untyped])
+        if not any(signature):
+            return sql
+        known = info.variants.get(signature)
+        if known is not None:
+            return known
+        return await pg.learn_casts(self._con, sql, info, signature)
+
+    def _check_held(self) -> None:
+        if not self._held:
+            raise exceptions.InterfaceError(
+                "cannot run a query on a connection that was released to the pool"
+            )
+
+    def _prepare(
+        self, query: Query, values: Mapping[str, Any] | None
+    ) -> tuple[CompiledQuery | None, str, Sequence[Any]]:
+        self._check_held()
+        return self._compiler.prepare(query, values)
+
+    def _meta(self, entry: CompiledQuery | None, row: Any) -> ResultMeta:
+        if entry is not None:
+            meta = entry.meta
+            if meta is not None and meta.width == len(row):
+                return meta
+        return self._compiler.meta_for(entry, list(row.keys()))
+
+    # -- the query API ----------------------------------------------------------------------
+
+    async def fetch_all(self, query: Query, values: Mapping[str, Any] | None) -> list[Record]:
+        """Run a query and return all its rows."""
+        entry, sql, args = self._prepare(query, values)
+        readonly = entry.readonly if entry is not None else False
+        rows = await self._call(_FETCH, sql, args, self._backend.info(sql), readonly)
+        if not rows:
+            return []
+        return self._meta(entry, rows[0]).records(rows)
+
+    async def fetch_one(self, query: Query, values: Mapping[str, Any] | None) -> Record | None:
+        """Run a query and return its first row, or ``None``."""
+        entry, sql, args = self._prepare(query, values)
+        readonly = entry.readonly if entry is not None else False
+        row = await self._call(_FETCHROW, sql, args, self._backend.info(sql), readonly)
+        if row is None:
+            return None
+        return self._meta(entry, row).record(row)
+
+    async def fetch_val(
+        self, query: Query, values: Mapping[str, Any] | None, column: Any = 0
+    ) -> Any:
+        """Run a query and return one value of its first row, or ``None``."""
+        record = await self.fetch_one(query, values)
+        if record is None:
+            return None
+        return record[column]
+
+    async def execute(self, query: Query, values: Mapping[str, Any] | None) -> Any:
+        """Run a statement; return the new key of an insert, the count of changed rows, or
+        the first value a ``RETURNING`` clause (or a select) gives."""
+        entry, sql, args = self._prepare(query, values)
+        backend = self._backend
+        info = backend.info(sql)
+        kind = entry.kind if entry is not None else Kind.OTHER
+        if kind == Kind.SELECT or info.returning or (entry and entry.result_columns):
+            readonly = entry.readonly if entry is not None else False
+            row = await self._call(_FETCHROW, sql, args, info, readonly)
+            if row is None:
+                return None
+            return self._meta(entry, row).record(row)[0]
+        if kind == Kind.INSERT:
+            compiled = entry.compiled if entry is not None else None
+            if compiled is not None and compiled.isinsert:
+                await self._call(_EXECUTE, sql, args, info, False)
+                return pg.given_key(entry, args)
+            if info.insert_table is not None:
+                key = await self._primary_key(info.insert_table)
+                if key is not None:
+                    keyed = pg.returning_key(sql, key)
+                    rows = await self._call(_FETCH, keyed, args, backend.info(keyed), False)
+                    return rows[-1][0] if rows else None
+            await self._call(_EXECUTE, sql, args, info, False)
+            return None
+        status = await self._call(_EXECUTE, sql, args, info, False)
+        if kind == Kind.OTHER:
+            backend.keys.clear()  # DDL may have changed a primary key
+        return pg.row_count(status)
+
+    async def _primary_key(self, table: str) -> str | None:
+        keys = self._backend.keys
+        if table in keys:
+            return keys[table]
+        rows = await self._call(_FETCH, pg.PRIMARY_KEY_SQL, (table,), None, True)
+        key: str | None = rows[0][0] if len(rows) == 1 else None
+        keys[table] = key
+        return key
+
+    async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement for every set of values in one ``executemany``, atomically."""
+        if not values:
+            return
+        if isinstance(query, str):
+            entry = self._compiler.text(query)
+            rows: Sequence[Any] = [entry.args_for_text(v) for v in values]
+        else:
+            entry, compiled, extracted, _ = self._compiler.core(query, values[0], many=True)
+            rows = self._compiler.core_many(entry, compiled, extracted, values)
+        self._check_held()
+        await self._call(_EXECUTEMANY, entry.sql, (rows,), None, False)
+
+    async def cursor(self, query: Query, values: Mapping[str, Any] | None) -> pg.Cursor:
+        """Open a server-side cursor whose rows are fetched in batches.
+
+        PostgreSQL cursors live in a transaction: outside one, a transaction is begun for the
+        cursors and committed when the last of them finishes, so that rows written inside
+        the loop are kept as they would be without it. When the loop is left early it is
+        committed before the connection's next statement, or on release (where a failure can
+        only be logged).
+        """
+        entry, sql, args = self._prepare(query, values)
+        return pg.Cursor(self, entry, sql, args)
+
+    async def _open_cursor_scope(self) -> None:
+        if self._pending:
+            await self._end_cursor_txn()
+        if not self._cursors and not pg.in_transaction(self._con):
+            await self._control("BEGIN")
+            self._cursor_txn = True
+        self._cursors += 1
+
+    async def _close_cursor_scope(self) -> None:
+        self._cursors -= 1
+        await self._end_cursor_txn()
+
+    def _abandon_cursor_scope(self) -> None:
+        self._cursors -= 1
+        self._pending = self._cursor_txn and not self._cursors and not self._emulated
+
+    async def _end_cursor_txn(self) -> None:
+        """Commit the cursors' transaction once neither a cursor nor a transaction needs it."""
+        self._pending = False
+        if self._cursor_txn and not self._cursors and not self._emulated:
+            self._cursor_txn = False
+            await self._control("COMMIT")
+
+    # -- transactions -----------------------------------------------------------------------
+
+    async def _control(self, sql: str) -> str:
+        status: str = await self._guarded(self._con.execute(sql))
+        return status
+
+    async def begin(self, options: TransactionOptions) -> None:
+        """Open a transaction: ``BEGIN`` with the isolation level and modes asked for."""
+        sql = pg.begin_sql(options)
+        if self._pending:
+            await self._end_cursor_txn()
+        if self._cursor_txn and sql != "BEGIN":
+            # An iterate() loop left with break closes its cursor only when the event loop
+            # finalizes the generator: give it that turn.
+            await asyncio.sleep(0)
+            if self._pending:
+                await self._end_cursor_txn()
+        if self._cursor_txn:
+            if sql != "BEGIN":
+                raise exceptions.TransactionStateError(
+                    "cannot begin() a transaction with options inside iterate() run outside "
+                    "a transaction; start the transaction before iterating"
+                )
+            await self._control("SAVEPOINT aiodatabases_txn")
+            self._emulated = self._txn = True
+            return
+        if pg.in_transaction(self._con):
+            raise exceptions.TransactionStateError(
+                "cannot begin(): a transaction is already open on this connection "
+                "(opened with a raw BEGIN?); commit or roll it back first"
+            )
+        if self._con.is_closed():
+            await self._replace()
+        try:
+            await self._control(sql)
+        except exceptions.OperationalError as exc:
+            if not (exc.__cause__ is not None and pg.is_disconnect(exc.__cause__)):
+                raise
+            await self._replace()  # BEGIN does nothing on a dead connection: safe to repeat
+            await self._control(sql)
+        self._txn = True
+
+    async def commit(self) -> None:
+        """Commit the transaction.
+
+        Raises:
+            OperationalError: The commit failed, or PostgreSQL rolled the transaction back
+                instead because one of its statements had failed.
+        """
+        if self._emulated:
+            await self._control("RELEASE SAVEPOINT aiodatabases_txn")
+            self._emulated = self._txn = False
+            await self._end_cursor_txn()
+            return
+        try:
+            status = await self._control("COMMIT")
+        finally:
+            self._txn = False
+        if status == "ROLLBACK":
+            error = exceptions.OperationalError(
+                "cannot commit(): a statement of the transaction failed, so PostgreSQL rolled "
+                "the whole transaction back; run it again"
+            )
+            error.sqlstate = "25P02"
+            raise error
+
+    async def rollback(self) -> None:
+        """Roll back the transaction; on a dead connection there is nothing left to undo."""
+        self._txn = False
+        if self._emulated:
+            self._emulated = False
+            await self._control(
+                "ROLLBACK TO SAVEPOINT aiodatabases_txn; RELEASE SAVEPOINT aiodatabases_txn"
+            )
+            await self._end_cursor_txn()
+            return
+        con = self._con
+        if con.is_closed():
+            return
+        try:
+            await con.execute("ROLLBACK")  # after a cancelled statement, waits for it to stop
+        except asyncio.CancelledError:
+            con.aiodb_broken = True
+            raise
+        except Exception:
+            # Closing the connection makes the server roll the transaction back.
+            con.aiodb_broken = True
+            logger.debug("ROLLBACK failed; the connection will be closed", exc_info=True)
+
+    async def savepoint(self, name: str) -> None:
+        """Open a savepoint."""
+        await self._control(f"SAVEPOINT {name}")
+
+    async def release_savepoint(self, name: str) -> None:
+        """Release a savepoint, keeping its work."""
+        await self._control(f"RELEASE SAVEPOINT {name}")
+
+    async def rollback_to_savepoint(self, name: str) -> None:
+        """Undo a savepoint's work and close it."""
+        await self._control(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+
+
+class AsyncpgBackend(Backend):
+    """PostgreSQL through asyncpg; one per ``Database``, shared by its tasks.
+
+    Options (URL query or keyword; keywords win): ``min_size`` (default 1) and ``max_size``
+    (default 10) of the pool; ``pool_timeout`` (seconds to wait for a connection, default
+    30); ``command_timeout`` (seconds a statement may run, default 60); ``timeout`` (seconds
+    to open a connection, default 10); ``ssl`` (``true``, ``false``, a libpq mode such as
+    ``require`` or ``verify-full``, or an ``ssl.SSLContext``; ``sslmode`` is the same);
+    ``pre_ping`` (a connection unused for this many seconds is checked with a round trip
+    before use; default 30, ``none`` never checks); and by name the asyncpg options
+    ``statement_cache_size``, ``max_cached_statement_lifetime``,
+    ``max_cacheable_statement_size``, ``max_queries``, ``max_inactive_connection_lifetime``,
+    ``server_settings``, ``passfile``, ``direct_tls``, ``target_session_attrs``,
+    ``krbsrvname`` and ``gsslib``. Any other option raises ``ConfigurationError``.
+    """
+
+    def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
+        self.url = url
+        dialect = pg.PostgreSQLDialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]  # SQLAlchemy's PG dialects are untyped
+        self.compiler = Compiler(dialect)
+        reader = OptionReader(url.scheme, url.options, options)
+        self.min_size = reader.int("min_size", 1)
+        self.max_size = reader.int("max_size", 10, minimum=1)
+        if self.min_size > self.max_size:
+            raise exceptions.ConfigurationError(
+                f"min_size={self.min_size} is larger than max_size={self.max_size}"
+            )
+        self.pool_timeout = reader.float("pool_timeout", 30.0)
+        self.command_timeout = reader.float("command_timeout", 60.0)
+        self.pre_ping = reader.float("pre_ping", 30.0)
+        self._connect_kwargs, self._pool_kwargs = pg.connect_options(
+            url, reader, self.command_timeout
+        )
+        reader.reject_unknown()
+        self._pool: Any = None
+        self._idle: list[AsyncpgConnection] = []  # the fast lane, most recently used last
+        self._out = 0  # connections held by callers
+        self._waiting = 0  # callers waiting for asyncpg's pool
+        self._closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._trim_handle: asyncio.TimerHandle | None = None
+        self._infos: dict[str, pg.SqlInfo] = {}
+        self.keys: dict[str, str | None] = {}  # primary keys of raw INSERT targets
+
+    def info(self, sql: str) -> pg.SqlInfo:
+        """Return what is known about a SQL text, analysing it the first time."""
+        info = self._infos.get(sql)
+        if info is None:
+            if len(self._infos) >= _INFO_CACHE:
+                self._infos.clear()
+            info = self._infos[sql] = pg.analyze(sql)
+        return info
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open asyncpg's pool with ``min_size`` connections."""
+        self._closing = False
+        try:
+            self._pool = await asyncpg.create_pool(
+                min_size=self.min_size,
+                max_size=self.max_size,
+                reset=pg.reset_connection,
+                connection_class=pg.PgConnection,
+                **self._pool_kwargs,
+                **self._connect_kwargs,
+            )
+        except TimeoutError:
+            raise self._connect_timeout() from None
+        except Exception as exc:
+            if isinstance(exc, ValueError | TypeError) and not isinstance(
+                exc, asyncpg.PostgresError
+            ):
+                raise exceptions.ConfigurationError(f"invalid PostgreSQL option: {exc}") from exc
+            raise pg.translate(exc) from exc
+
+    def _connect_timeout(self) -> exceptions.OperationalError:
+        return exceptions.OperationalError(
+            f"could not connect to {self.url.obscure_password} within "
+            f"{self._connect_kwargs.get('timeout')} s (option timeout)"
+        )
+
+    async def disconnect(self) -> None:
+        """Close every connection; those still in use get a few seconds to come back."""
+        pool = self._pool
+        if pool is None:
+            return
+        self._closing = True
+        if self._trim_handle is not None:
+            self._trim_handle.cancel()
+            self._trim_handle = None
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._spawn(self._give_back(conn))
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                while self._tasks:
+                    await asyncio.wait(set(self._tasks))
+                await pool.close()
+        except Exception:
+            logger.warning("connections still in use at disconnect() were closed")
+            pool.terminate()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            self._pool = None
+
+    # -- acquire and release ----------------------------------------------------------------
+
+    def _require_pool(self) -> Any:
+        if self._pool is None or self._closing:
+            raise exceptions.NotConnectedError("cannot acquire(): the database is disconnected")
+        return self._pool
+
+    def acquire_nowait(self) -> AsyncpgConnection | None:
+        """Return a connection from the fast lane, or ``None``: then call ``acquire()``."""
+        idle = self._idle
+        while idle and not self._closing:
+            conn = idle[-1]
+            con = conn._con
+            if con.is_closed():
+                idle.pop()
+                con.terminate()
+                continue
+            if self.pre_ping is not None and time.monotonic() - con.aiodb_used > self.pre_ping:
+                return None  # acquire() pings it first
+            idle.pop()
+            conn._held = True
+            self._out += 1
+            return conn
+        return None
+
+    async def acquire(self) -> AsyncpgConnection:
+        """Return a connection, waiting up to ``pool_timeout`` for one.
+
+        Raises:
+            PoolTimeoutError: No connection became free in time.
+            NotConnectedError: The database is disconnected.
+            OperationalError: A new connection could not be opened.
+        """
+        self._require_pool()
+        while self._idle:
+            conn = self._idle.pop()
+            if await self._alive(conn._con):
+                break
+        else:
+            conn = AsyncpgConnection(self, await self.checkout())
+        conn._held = True
+        self._out += 1
+        return conn
+
+    async def checkout(self) -> Any:
+        """Take a working connection (asyncpg's pool proxy) out of asyncpg's pool."""
+        pool = self._require_pool()
+        for _ in range(self.max_size + 1):
+            self._waiting += 1
+            try:
+                async with asyncio.timeout(self.pool_timeout) as deadline:
+                    proxy = await self._take(pool)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise self._connect_timeout() from None
+                raise exceptions.PoolTimeoutError(
+                    f"no connection became free within {self.pool_timeout} s "
+                    f"(all {self.max_size} in use); raise max_size or pool_timeout"
+                ) from None
+            except Exception as exc:
+                if self._pool is None or self._closing:
+                    raise exceptions.NotConnectedError(
+                        "cannot acquire(): the database was disconnected"
+                    ) from None
+                raise pg.translate(exc) from exc
+            finally:
+                self._waiting -= 1
+            if await self._alive(proxy.aiodb_unwrapped):
+                return proxy
+        raise exceptions.OperationalError("could not get a working connection to PostgreSQL")
+
+    async def _take(self, pool: Any) -> Any:
+        """``pool.acquire()``; one that opens a new connection finishes even if the caller
+        is cancelled or times out meanwhile, and the connection then goes back to the pool.
+
+        Abandoning a connection halfway through its handshake would waste the server's work
+        and leave asyncpg's handshake future unread.
+        """
+        if pool.get_idle_size() or pool.get_size() >= self.max_size:
+            return await pool.acquire()
+        opening = self._spawn(_acquire(pool))
+        try:
+            return await asyncio.shield(opening)
+        except BaseException:
+            opening.add_done_callback(self._give_back_orphan)
+            raise
+
+    def _give_back_orphan(self, opening: asyncio.Task[Any]) -> None:
+        if not opening.cancelled() and opening.exception() is None:
+            self._spawn(self._give_back(AsyncpgConnection(self, opening.result())))
+
+    async def _alive(self, con: pg.PgConnection) -> bool:
+        """Whether a connection works; one unused for longer than ``pre_ping`` is pinged.
+
+        A dead one is closed; asyncpg's pool opens a new one in its place.
+        """
+        if not con.is_closed():
+            if self.pre_ping is None or time.monotonic() - con.aiodb_used <= self.pre_ping:
+                return True
+            try:
+                await con.execute("SELECT 1", timeout=_PING_TIMEOUT)
+            except asyncio.CancelledError:
+                con.aiodb_broken = True
+                self.discard(con)
+                raise
+            except Exception:
+                logger.info("a pooled connection failed its ping; replacing it")
+            else:
+                con.aiodb_used = time.monotonic()
+                return True
+        self.discard(con)
+        return False
+
+    def discard(self, con: pg.PgConnection) -> None:
+        """Close a connection checked out of asyncpg's pool; never waits."""
+        if con.aiodb_broken and not con.is_closed():
+            self._spawn(pg.settle_and_close(con))
+        else:
+            con.terminate()  # also hands its slot back to asyncpg's pool
+
+    def release(self, connection: BackendConnection) -> None:
+        """Give a connection back; never waits (slow cases finish in a background task)."""
+        if not isinstance(connection, AsyncpgConnection) or not connection._held:
+            return
+        connection._held = False
+        self._out -= 1
+        con = connection._con
+        if con.is_closed():
+            con.terminate()
+            return
+        if (
+            self._waiting  # hand it to asyncpg's pool, where the waiters are
+            or self._closing
+            or con.aiodb_broken
+            or con.aiodb_dirty
+            or connection._pending
+            or connection._cursor_txn
+            or connection._txn
+            or con.is_in_transaction()
+        ):
+            self._spawn(self._give_back(connection))
+            return
+        con.aiodb_used = time.monotonic()
+        self._idle.append(connection)
+        if self._trim_handle is None:
+            self._trim_handle = asyncio.get_running_loop().call_later(_STACK_IDLE, self._trim)
+
+    def _trim(self) -> None:
+        self._trim_handle = None
+        idle = self._idle
+        cutoff = time.monotonic() - _STACK_IDLE
+        while idle and idle[0]._con.aiodb_used < cutoff:
+            self._spawn(self._give_back(idle.pop(0)))
+        if idle:
+            self._trim_handle = asyncio.get_running_loop().call_later(_STACK_IDLE, self._trim)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _give_back(self, conn: AsyncpgConnection) -> None:
+        """Return a connection to asyncpg's pool, ending what is left open on it first."""
+        con = conn._con
+        if con.aiodb_broken or con.is_closed() or self._pool is None:
+            await pg.settle_and_close(con)
+            return
+        try:
+            if conn._cursor_txn and not conn._txn:
+                # Rows written inside an abandoned iterate() loop are kept, as they would be
+                # had each statement committed by itself.
+                conn._cursor_txn = conn._pending = False
+                await con.execute("COMMIT", timeout=pg.SETTLE_TIMEOUT)
+            elif con.is_in_transaction():
+                await con.execute("ROLLBACK", timeout=pg.SETTLE_TIMEOUT)
+            await self._pool.release(conn._proxy, timeout=pg.SETTLE_TIMEOUT)
+        except Exception:
+            logger.warning("a connection could not be returned cleanly; closed", exc_info=True)
+            con.terminate()
+
+    def pool_stats(self) -> PoolStats:
+        """Return the pool's counts; ``in_use`` counts connections held by callers."""
+        pool = self._pool
+        if pool is None:
+            return PoolStats(0, 0, 0, self.max_size)
+        idle = len(self._idle) + pool.get_idle_size()
+        return PoolStats(pool.get_size(), idle, self._out, self.max_size)
+
+
+async def _acquire(pool: Any) -> Any:
+    return await pool.acquire()

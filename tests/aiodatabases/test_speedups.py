@@ -1,0 +1,91 @@
+"""The C speedups agree with their pure-Python twins and with SQLAlchemy's own processors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from sqlalchemy.dialects.sqlite import base as sqlite_base
+from sqlalchemy.sql import sqltypes
+
+from aiodatabases import _records
+
+DATETIMES: list[Any] = [
+    dt.datetime(2024, 1, 2, 3, 4, 5, 678),
+    dt.datetime(1, 1, 1),
+    dt.datetime(999, 12, 31, 23, 59, 59, 999999),
+    dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+    dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    dt.date(2020, 2, 29),
+    None,
+]
+
+
+@pytest.mark.parametrize("value", DATETIMES, ids=repr)
+def test_sqlite_datetime_text_matches_sqlalchemy(value: Any) -> None:
+    """The DateTime bind text is exactly SQLAlchemy's, in C and in Python."""
+    # SQLAlchemy's SQLite DATETIME and Boolean processors are untyped.
+    process: Any = sqlite_base.DATETIME().bind_processor  # type: ignore[no-untyped-call]
+    expected = process(None)(value)
+    assert _records.sqlite_datetime(value) == expected
+    assert _records._py_sqlite_datetime(value) == expected
+
+
+@pytest.mark.parametrize("bad", ["2024-01-01", 3, dt.time(1, 2)])
+def test_sqlite_datetime_rejects_what_sqlalchemy_rejects(bad: Any) -> None:
+    """A value that is neither a datetime nor a date is a TypeError in both versions."""
+    for convert in (_records.sqlite_datetime, _records._py_sqlite_datetime):
+        with pytest.raises(TypeError, match="datetime and date"):
+            convert(bad)
+
+
+@pytest.mark.parametrize("value", [True, False, None, 1, 0])
+def test_bool_to_int_matches_sqlalchemy(value: Any) -> None:
+    """Booleans bind as SQLAlchemy binds them for SQLite: 1, 0 or NULL."""
+    process: Any = sqltypes.Boolean().bind_processor
+    expected = process(sqlite_base.SQLiteDialect())(value)
+    assert _records.bool_to_int(value) == expected
+    assert _records._py_bool_to_int(value) == expected
+
+
+@pytest.mark.parametrize("bad", [2, -1, "yes", 1.0])
+def test_bool_to_int_rejects_non_booleans(bad: Any) -> None:
+    """Anything but a boolean, 0, 1 or None is refused, as SQLAlchemy refuses it."""
+    for convert in (_records.bool_to_int, _records._py_bool_to_int):
+        with pytest.raises(TypeError, match="Not a boolean value"):
+            convert(bad)
+
+
+def test_convert_rows_applies_processors_by_position() -> None:
+    """convert_rows converts the named positions of every row and leaves the rest."""
+    rows = [(1, "a", 2), (3, "b", 4)]
+    processors = ((0, str), (2, float))
+    assert _records.convert_rows(rows, processors) == [["1", "a", 2.0], ["3", "b", 4.0]]
+    assert _records._py_convert_rows(rows, processors) == [["1", "a", 2.0], ["3", "b", 4.0]]
+
+
+def test_the_extension_is_built_where_a_compiler_exists() -> None:
+    """The test environment has a C compiler, so the speedups are in use."""
+    assert _records.SPEEDUPS
+
+
+def test_records_without_the_extension_behave_the_same() -> None:
+    """With AIODATABASES_NO_EXTENSIONS set, records still support every access form."""
+    script = (
+        "import aiodatabases._records as r\n"
+        "assert not r.SPEEDUPS\n"
+        "meta = r.ResultMeta(['id', 'text'])\n"
+        "row = meta.records([(1, 'a')])[0]\n"
+        "assert (row['id'], row[1], row.text, dict(row), list(row)) == "
+        "(1, 'a', 'a', {'id': 1, 'text': 'a'}, ['id', 'text'])\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, AIODATABASES_NO_EXTENSIONS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.stdout.strip() == "ok", done.stderr
