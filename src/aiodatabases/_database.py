@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from ._compiler import Query
 from ._connection import Connection
 from ._records import Record
+from ._retry import check_retry_options, run_in_transaction
 from ._transaction import Transaction, TransactionState
 from ._url import DatabaseURL
 from .backends import SCHEMES, create_backend
@@ -19,6 +20,8 @@ from .backends.base import Backend, PoolStats
 from .exceptions import NotConnectedError
 
 __all__ = ["Database"]
+
+T = TypeVar("T")
 
 
 class Database:
@@ -181,6 +184,60 @@ class Database:
         ``"read_committed"``, ``"read_uncommitted"``), ``readonly``, ``deferrable``.
         """
         return Transaction(self.connection, force_rollback=force_rollback, **options)
+
+    def _in_transaction(self) -> bool:
+        """Whether this task's queries already run inside a transaction."""
+        if self._global_transaction is not None:
+            return True
+        transaction = self._transaction_var.get()
+        return transaction is not None and transaction._state is TransactionState.ACTIVE
+
+    async def run_in_transaction(
+        self,
+        func: Callable[[Connection], Awaitable[T]],
+        /,
+        *,
+        attempts: int = 5,
+        backoff: float = 0.05,
+        max_backoff: float = 2.0,
+        **options: Any,
+    ) -> T:
+        """Run ``await func(connection)`` in a transaction; run it again if the server asks.
+
+        When the transaction fails with an error whose ``retryable`` is true (a
+        serialization failure or deadlock, SQLSTATE 40001/40P01; MySQL errors 1213 and
+        1205; a busy SQLite database), everything ``func`` did was rolled back, so the whole
+        function runs again on a fresh transaction, after a random delay of up to
+        ``backoff * 2**n`` seconds (never more than ``max_backoff``), at most ``attempts``
+        times in all. Any other error, and the last retryable one, propagates. ``func``
+        must therefore do nothing outside the database that cannot be done twice. Inside
+        a transaction already open on this task it runs once, in a savepoint, and does
+        not retry: only the outermost transaction can be run again.
+
+        Args:
+            func: An async function taking the transaction's connection; its result is
+                returned.
+            attempts: How many times to run it at most (>= 1).
+            backoff: The first retry's delay ceiling, in seconds; it doubles each time.
+            max_backoff: The largest delay ceiling, in seconds.
+            **options: Transaction options: ``isolation``, ``readonly``, ``deferrable``.
+
+        Raises:
+            ConfigurationError: ``attempts``, a delay or a transaction option is invalid.
+            DatabaseError: ``func`` or the commit failed; retryable errors only once
+                ``attempts`` are used up.
+        """
+        check_retry_options(attempts, backoff, max_backoff)
+        Transaction(self.connection, **options)  # validates the options before any attempt
+        self._require_backend("run_in_transaction")
+        return await run_in_transaction(
+            self,
+            func,
+            attempts=attempts,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            options=options,
+        )
 
     # -- queries ----------------------------------------------------------------------------
 

@@ -50,9 +50,13 @@ class DatabaseError(Error):
 
     Attributes:
         sqlstate: The SQLSTATE code when the driver reports one, else ``None``.
+        retryable: ``True`` when running the whole transaction again may succeed: a
+            serialization failure, a deadlock, a lock wait that timed out, a busy database.
+            ``Database.run_in_transaction`` retries on exactly these.
     """
 
     sqlstate: str | None = None
+    retryable: bool = False
 
 
 class OperationalError(DatabaseError):

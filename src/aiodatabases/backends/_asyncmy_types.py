@@ -161,6 +161,10 @@ _BY_ERRNO: dict[int, type[exceptions.Error]] = {
     1792: exceptions.OperationalError,  # write in a READ ONLY transaction
 }
 
+# Deadlock (the server rolled the transaction back) and lock wait timeout (only the statement
+# was rolled back; running the whole transaction again may succeed).
+_RETRYABLE_ERRNOS = frozenset({1205, 1213})
+
 _BY_SQLSTATE_CLASS: dict[str, type[exceptions.Error]] = {
     "08": exceptions.OperationalError,  # connection exception
     "0A": exceptions.NotSupportedError,
@@ -238,6 +242,8 @@ def translate(exc: BaseException) -> BaseException:
     new = cls(*exc.args)
     if isinstance(sqlstate, str):
         new.sqlstate = sqlstate  # type: ignore[attr-defined]  # both bases declare it
+    if errno_of(exc) in _RETRYABLE_ERRNOS or sqlstate == "40001":
+        new.retryable = True  # type: ignore[attr-defined]  # set on every DatabaseError
     new.__cause__ = exc
     return new
 

@@ -346,6 +346,9 @@ _BY_CLASS: dict[str, type[exceptions.Error]] = {
     "58": exceptions.OperationalError,
 }
 _DISCONNECT_STATES = {"57P01", "57P02", "57P03"}
+# serialization_failure and deadlock_detected: the server rolled the transaction back and
+# running it again from the start may succeed.
+_RETRYABLE_STATES = {"40001", "40P01"}
 
 
 def is_disconnect(exc: BaseException) -> bool:
@@ -410,6 +413,8 @@ def translate(exc: BaseException, timeout: float | None = None) -> BaseException
     new.__dict__.update(getattr(exc, "__dict__", {}))
     sqlstate = getattr(exc, "sqlstate", None)
     new.sqlstate = sqlstate if isinstance(sqlstate, str) else None  # type: ignore[attr-defined]  # set on every DatabaseError
+    if sqlstate in _RETRYABLE_STATES:
+        new.retryable = True  # type: ignore[attr-defined]  # set on every DatabaseError
     new.__cause__ = exc
     return new
 

@@ -141,8 +141,14 @@ def translate(exc: sqlite3.Error) -> BaseException:
                 setattr(new, attr, getattr(exc, attr))
             except AttributeError:
                 pass
+    if _error_code(exc) in _RETRYABLE_CODES:
+        new.retryable = True  # type: ignore[attr-defined]  # set on every DatabaseError
     new.__cause__ = exc
     return new
+
+
+# SQLITE_BUSY and SQLITE_LOCKED: another connection held the lock past the busy timeout.
+_RETRYABLE_CODES = frozenset({5, 6})
 
 
 class _Fallback(Exception):
