@@ -6,10 +6,13 @@ Usage::
     python benchmarks/run.py sqlite                  # 3 interleaved repetitions, full sizes
     python benchmarks/run.py sqlite --quick          # tiny sizes, smoke test
     python benchmarks/run.py sqlite --reps 5 --write benchmarks/results-sqlite.md
+    python benchmarks/run.py postgresql --write benchmarks/results-postgresql.md
+    python benchmarks/run.py mysql --write benchmarks/results-mysql.md
 
 Each contender is installed in its own virtual environment under ``benchmarks/.envs/`` (built
 on first use, reused afterwards). Every repetition runs each contender once, in a fresh worker
-process (``benchmarks/worker.py``) on a fresh database; the driver prints a markdown table of
+process (``benchmarks/worker.py``) on a fresh database (a fresh file for SQLite, a freshly
+created database on the server for PostgreSQL and MariaDB); the driver prints a markdown table of
 median ops/s, ratios and the issue's targets.
 """
 
@@ -19,9 +22,11 @@ import argparse
 import dataclasses
 import datetime as dt
 import hashlib
+import importlib
 import json
 import os
 import platform
+import secrets
 import shlex
 import shutil
 import signal
@@ -96,6 +101,21 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="MODE",
         help="SQLite only: PRAGMA synchronous (e.g. normal) on every contender connection that "
         "can take it (sqlite3, aiosqlite, SQLAlchemy, aiodatabases; not databases 0.9)",
+    )
+    parser.add_argument(
+        "--host",
+        default="",
+        help="server backends: database server host (default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        default="",
+        help="server backends: port (default 5432 for postgresql, 3306 for mysql)",
+    )
+    parser.add_argument(
+        "--user",
+        default="",
+        help="server backends: user, without password (default postgres / root)",
     )
     parser.add_argument("--python", default=sys.executable, help="base interpreter for venvs")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the environments")
@@ -189,6 +209,10 @@ def run_worker(
     workdir = tempfile.mkdtemp(prefix=f"bench-{backend.name}-{contender.key}-", dir=tmpdir)
     all_options = dict(contender.options)
     all_options.update(options)
+    if backend.name != "sqlite":
+        # The worker creates and drops this database; the driver drops it too if the worker
+        # died before it could.
+        all_options["database"] = f"aiodb_bench_{os.getpid()}_{secrets.token_hex(4)}"
     cmd = [
         str(python),
         str(HERE / "worker.py"),
@@ -225,6 +249,8 @@ def run_worker(
             return {"fatal": f"worker timed out after {timeout:g}s (raise --timeout)"}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if "database" in all_options:
+            _drop_database(backend, all_options)
     payload: dict[str, Any] | None = None
     for line in stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
@@ -236,6 +262,18 @@ def run_worker(
         tail = "\n".join((stderr or stdout).strip().splitlines()[-5:])
         return {"fatal": f"worker exited with code {proc.returncode} and no result: {tail}"}
     return payload
+
+
+def _drop_database(backend: Backend, options: dict[str, str]) -> None:
+    """Drop a worker's server database if it is still there (the worker may have died)."""
+    try:
+        module = importlib.import_module(f"benchlib.{backend.name}")
+        module.cleanup(
+            {k: options.get(k, "") for k in ("host", "port", "user")}
+            | {"database": options["database"]}
+        )
+    except Exception as exc:
+        log(f"  could not drop database {options['database']}: {exc}")
 
 
 def _summary(payload: dict[str, Any]) -> str:
@@ -267,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         options["journal_mode"] = args.journal_mode
     if args.synchronous:
         options["synchronous"] = args.synchronous
+    for name in ("host", "port", "user"):
+        if getattr(args, name):
+            options[name] = getattr(args, name)
 
     command = "python benchmarks/run.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
@@ -338,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     if any(c.key == backend.subject for c in contenders):
         data.meta[f"{backend.subject} source"] = source
+    if backend.name != "sqlite":
+        try:
+            describe = importlib.import_module(f"benchlib.{backend.name}").describe
+            data.meta["server"] = describe(options) + "; a fresh database per worker"
+        except Exception as exc:
+            data.meta["server"] = f"unknown ({exc})"
     if backend.name == "sqlite":
         data.meta["journal mode"] = (
             f"`{args.journal_mode}` set in every database file before the contender connects"

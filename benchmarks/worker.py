@@ -2,8 +2,9 @@
 
 Started by ``run.py`` inside the contender's own virtual environment, one process per
 contender per repetition. It prepares a fresh database with the backend's ``prepare`` function,
-imports the contender module and awaits its ``run(bench, target)``, then prints one line
-``BENCH-RESULT {...}`` on stdout. Diagnostics go to stderr.
+imports the contender module and awaits its ``run(bench, target)``, drops the database with the
+backend's ``cleanup`` (server backends), then prints one line ``BENCH-RESULT {...}`` on
+stdout. Diagnostics go to stderr.
 
 Usage (normally only from run.py)::
 
@@ -31,12 +32,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib.common import WORKLOAD_KEYS, Bench, Sizes, emit_result
 
 
-def _versions(packages: list[str]) -> dict[str, str]:
-    """Return the installed version of each package plus Python's and SQLite's."""
-    out = {
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-    }
+def _versions(backend: str, packages: list[str]) -> dict[str, str]:
+    """Return the installed version of each package plus Python's (and SQLite's)."""
+    out = {"python": platform.python_version()}
+    if backend == "sqlite":
+        out["sqlite"] = sqlite3.sqlite_version
     for name in packages:
         try:
             out[name] = importlib.metadata.version(name)
@@ -70,12 +70,17 @@ def main(argv: list[str] | None = None) -> int:
         options=options,
     )
     packages = [p for p in args.packages.split(",") if p]
-    payload: dict[str, Any] = {"versions": _versions(packages), "results": bench.results}
+    payload: dict[str, Any] = {
+        "versions": _versions(args.backend, packages),
+        "results": bench.results,
+    }
     started = time.perf_counter()
+    target: dict[str, Any] | None = None
+    backend: Any = None
     try:
         backend = importlib.import_module(f"benchlib.{args.backend}")
         target = backend.prepare(args.workdir, sizes, options)
-        payload["target"] = {k: v for k, v in target.items() if k != "password"}
+        payload["target"] = {k: v for k, v in target.items() if k not in ("password", "url")}
         module = importlib.import_module(args.module)
         asyncio.run(module.run(bench, target))
         payload["target"].update(bench.info)
@@ -85,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         payload["fatal"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        cleanup = getattr(backend, "cleanup", None)
+        if cleanup is not None and target is not None:
+            try:
+                cleanup(target)
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
     payload["wall_s"] = time.perf_counter() - started
     emit_result(payload)
     return 0

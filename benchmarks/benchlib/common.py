@@ -153,6 +153,10 @@ class RowData:
             "score": self.score,
         }
 
+    def typed_tuple(self) -> tuple[str, bool, datetime, float]:
+        """Insert parameters for a server driver's positional SQL (a ``datetime``)."""
+        return (self.name, self.active, self.created_at, self.score)
+
     def typed_dict(self) -> dict[str, Any]:
         """Insert parameters for SQLAlchemy Core (a ``datetime`` the library must convert)."""
         return {

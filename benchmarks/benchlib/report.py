@@ -9,6 +9,10 @@ from typing import Any
 from .common import WORKLOADS, Sizes
 from .registry import Backend, Contender
 
+#: Facts of the prepared database left out of the report's "database" column (the path or
+#: name differs in every repetition; the server is described once in the header).
+_NOT_SHOWN = frozenset({"path", "host", "port", "user", "database"})
+
 
 @dataclass
 class Collected:
@@ -37,7 +41,7 @@ class Collected:
             self.versions[contender] = payload["versions"]
         if payload.get("target"):
             self.targets_info[contender] = ", ".join(
-                f"{k}={v}" for k, v in payload["target"].items() if k != "path"
+                f"{k}={v}" for k, v in payload["target"].items() if k not in _NOT_SHOWN
             )
         if payload.get("fatal"):
             self.error(contender, f"worker: {payload['fatal']}")

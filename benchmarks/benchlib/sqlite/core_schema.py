@@ -1,25 +1,7 @@
-"""SQLAlchemy Core tables matching :data:`benchlib.common.SQLITE_DDL` (needs SQLAlchemy)."""
+"""SQLAlchemy Core tables of the SQLite workloads (shared: :mod:`benchlib.core_schema`)."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from ..core_schema import bulk, events, items, metadata
 
-metadata = sa.MetaData()
-
-
-def _table(name: str) -> sa.Table:
-    """Build one of the three identically shaped benchmark tables."""
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("name", sa.String(64), nullable=False),
-        sa.Column("active", sa.Boolean, nullable=False),
-        sa.Column("created_at", sa.DateTime, nullable=False),
-        sa.Column("score", sa.Float, nullable=False),
-    )
-
-
-items = _table("items")
-events = _table("events")
-bulk = _table("bulk")
+__all__ = ["bulk", "events", "items", "metadata"]
