@@ -9,6 +9,7 @@ from sqlalchemy.schema import CreateTable, DropTable
 
 import aiodatabases
 
+from .mariadb_server import private_mariadb_server as private_mariadb_server
 from .tables import ALL_TABLES
 
 

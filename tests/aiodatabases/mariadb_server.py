@@ -70,6 +70,8 @@ class MariaDBServer:
         self.port = _free_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._binary = _server_binary()
+        #: The CA that signed the server's TLS certificate, when TLS is on.
+        self.ssl_ca: Path | None = None
 
     # -- URLs -----------------------------------------------------------------------------------
 
@@ -107,6 +109,36 @@ class MariaDBServer:
                 f"mariadb-install-db failed ({done.returncode}): "
                 f"{done.stderr.decode(errors='replace')[-2000:]}"
             )
+        self._make_certificates()
+
+    def _make_certificates(self) -> None:
+        """Make a CA and a server certificate for 127.0.0.1, so the server offers TLS.
+
+        Without openssl the server runs without TLS and ``ssl_ca`` stays ``None``.
+        """
+        if shutil.which("openssl") is None:
+            return
+        tls = self.base / "tls"
+        tls.mkdir()
+        (tls / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        days = ["-days", "2"]
+        commands = [
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", *days, "-keyout", "ca-key.pem",
+             "-out", "ca.pem", "-subj", "/CN=aiodatabases test CA"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server-key.pem",
+             "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+             "-CAcreateserial", *days, "-out", "server-cert.pem", "-extfile", "san.cnf"],
+        ]  # fmt: skip
+        for command in commands:
+            done = subprocess.run(
+                ["openssl", *command], cwd=tls, capture_output=True, timeout=60, check=False
+            )
+            if done.returncode != 0:
+                raise ServerUnavailable(
+                    f"openssl {command[0]} failed: {done.stderr.decode(errors='replace')}"
+                )
+        self.ssl_ca = tls / "ca.pem"
 
     def start(self) -> float:
         """Start the server and wait until it accepts connections; return that moment.
@@ -137,6 +169,7 @@ class MariaDBServer:
                     "--innodb-log-file-size=16M",
                     "--max-connections=400",
                     "--skip-log-bin",
+                    *self._tls_options(),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -153,6 +186,16 @@ class MariaDBServer:
             time.sleep(0.01)
         self.kill()
         raise ServerUnavailable(f"mariadbd did not accept connections in time:\n{self.log_tail()}")
+
+    def _tls_options(self) -> list[str]:
+        if self.ssl_ca is None:
+            return []
+        tls = self.ssl_ca.parent
+        return [
+            f"--ssl-ca={tls / 'ca.pem'}",
+            f"--ssl-cert={tls / 'server-cert.pem'}",
+            f"--ssl-key={tls / 'server-key.pem'}",
+        ]
 
     def _greets(self) -> bool:
         """Whether a TCP connection to the server receives its handshake packet."""
@@ -194,9 +237,9 @@ class MariaDBServer:
         return "(no log)"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def private_mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
-    """A private MariaDB server for this test module: skipped locally when unavailable, a
+    """A private MariaDB server for the test session: skipped locally when unavailable, a
     failure in CI."""
     server = MariaDBServer(tmp_path_factory.mktemp("mariadb"))
     try:

@@ -20,9 +20,7 @@ import aiodatabases
 from aiodatabases import Database
 
 from ..conftest import env_urls
-from .mariadb_server import MariaDBServer, private_mariadb_server
-
-__all__ = ["private_mariadb_server"]  # the fixture, found by pytest through this import
+from .mariadb_server import MariaDBServer
 
 _MYSQL_URLS = [url for url in env_urls() if url.split(":", 1)[0].split("+")[0] == "mysql"]
 
