@@ -224,6 +224,18 @@ class MariaDBServer:
             process.kill()
             process.wait()
 
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Suspend the server (SIGSTOP) for the block: it accepts TCP but answers nothing."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            raise RuntimeError("frozen(): the server is not running")
+        process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            process.send_signal(signal.SIGCONT)
+
     def restart(self) -> tuple[float, float]:
         """Stop the server cleanly and start it again; return (stopped, accepting) moments."""
         self.stop()

@@ -269,6 +269,32 @@ async def test_server_wait_timeout_of_two_seconds_never_fails_a_request_after_id
         await admin.execute("SET GLOBAL wait_timeout = DEFAULT")
 
 
+@pytest.mark.timeout(60)
+async def test_statements_on_a_hung_server_time_out_promptly_and_the_pool_recovers(
+    server: MariaDBServer, admin: Database
+) -> None:
+    """A server that stops answering (SIGSTOP): statements raise QueryTimeoutError within
+    command_timeout plus connect_timeout, saying they could not be stopped; once it answers
+    again every query succeeds."""
+    loop = asyncio.get_running_loop()
+    async with Database(
+        server.url(_DATABASE), command_timeout=0.5, connect_timeout=1, max_size=4, pool_timeout=5
+    ) as db:
+        assert await asyncio.gather(*(db.fetch_val("SELECT 1") for _ in range(4))) == [1] * 4
+        with server.frozen():
+            started = loop.time()
+            results = await asyncio.gather(
+                *(db.fetch_val("SELECT 2") for _ in range(4)), return_exceptions=True
+            )
+            took = loop.time() - started
+        assert all(isinstance(r, aiodatabases.QueryTimeoutError) for r in results), results
+        assert all("could not be stopped" in str(r) for r in results), results
+        # Four statements, each waiting for its own KILL QUERY to give up (1 s, one at a time).
+        assert took < 0.5 + 4 * 1 + 0.5
+        assert await asyncio.gather(*(db.fetch_val("SELECT 3") for _ in range(20))) == [3] * 20
+        await _assert_no_leaks(db, admin)
+
+
 # -- restart ---------------------------------------------------------------------------------------
 
 

@@ -437,8 +437,11 @@ class Killer:
         self._raw: Any = None
         self._lock = asyncio.Lock()
 
-    async def kill(self, thread_id: int, query_only: bool = False) -> None:
-        """End a server thread (or only its running statement); failures are only logged."""
+    async def kill(self, thread_id: int, query_only: bool = False) -> bool:
+        """End a server thread (or only its running statement); failures are only logged.
+
+        Returns whether the server confirmed it (or the thread had already ended).
+        """
         sql = f"KILL {'QUERY ' if query_only else ''}{int(thread_id)}"
         async with self._lock:
             try:
@@ -446,14 +449,17 @@ class Killer:
                     if self._raw is None or not self._raw.connected:
                         self._raw = await asyncmy.connect(**self._connect_args)
                     await self._raw.cursor().execute(sql)
+                return True
             except mysql_errors.MySQLError as exc:
-                if errno_of(exc) != _ER_NO_SUCH_THREAD:
-                    pool_logger.info("%s failed: %s", sql, exc)
+                if errno_of(exc) == _ER_NO_SUCH_THREAD:
+                    return True
+                pool_logger.info("%s failed: %s", sql, exc)
                 if is_disconnect(exc):
                     self._drop()
             except (OSError, TimeoutError) as exc:
                 pool_logger.info("%s failed: %s", sql, exc)
                 self._drop()
+            return False
 
     def _drop(self) -> None:
         raw, self._raw = self._raw, None

@@ -98,7 +98,7 @@ class AsyncmyConnection(BackendConnection):
         self._txn = False
         self._stream: AsyncmyCursor | None = None
         self._expired = False
-        self._kill: asyncio.Task[None] | None = None
+        self._kill: asyncio.Task[bool] | None = None
         self._abort: asyncio.TimerHandle | None = None
         self.busy = 0
         self.parked = False
@@ -159,8 +159,18 @@ class AsyncmyConnection(BackendConnection):
 
     def _on_timeout(self) -> None:
         self._expired = True
-        self._kill = self._backend.spawn(self._backend.killer.kill(self._thread_id, True))
-        self._abort = self._backend.loop.call_later(_KILL_GRACE, self._raw.close)
+        raw = self._raw
+        kill = self._backend.spawn(self._backend.killer.kill(self._thread_id, True))
+
+        def unanswered(task: asyncio.Task[bool]) -> None:
+            # The server did not take the KILL QUERY (hung, unreachable): stop waiting for
+            # the statement's answer now rather than after the grace period.
+            if not task.cancelled() and task.exception() is None and not task.result():
+                raw.close()
+
+        kill.add_done_callback(unanswered)
+        self._kill = kill
+        self._abort = self._backend.loop.call_later(_KILL_GRACE, raw.close)
 
     async def _guard(self, operation: Awaitable[T]) -> T:
         """Await a driver operation under the command timeout, translating its errors."""
@@ -192,9 +202,10 @@ class AsyncmyConnection(BackendConnection):
         kill, self._kill = self._kill, None
         abort, self._abort = self._abort, None
         self._expired = False
+        stopped = False
         try:
             if kill is not None:
-                await asyncio.shield(kill)
+                stopped = await asyncio.shield(kill)
         except asyncio.CancelledError:
             self._lose()
             raise
@@ -203,9 +214,17 @@ class AsyncmyConnection(BackendConnection):
                 abort.cancel()
         if error is not None and (not isinstance(error, mysql_errors.MySQLError) or self.broken):
             self._lose()
+        outcome = (
+            "was stopped on the server"
+            if stopped
+            else "could not be stopped with KILL QUERY (is the server answering?); "
+            "its connection was closed"
+        )
+        if not stopped:
+            self._lose()
         raise exceptions.QueryTimeoutError(
             f"the statement ran longer than command_timeout={self._backend.command_timeout} s "
-            "and was stopped on the server"
+            f"and {outcome}"
         ) from error
 
     async def _ready(self) -> None:
