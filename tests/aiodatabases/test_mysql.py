@@ -191,6 +191,33 @@ async def test_held_connection_idle_past_wait_timeout_reconnects(mysql_url: str)
 
 
 @pytest.mark.timeout(30)
+async def test_task_cancelled_inside_a_savepoint_ends_cancelled_and_keeps_nothing(
+    mysql: Database, mysql_url: str
+) -> None:
+    """Cancelled mid-query inside a nested transaction: the task ends cancelled (not with an
+    error about the lost connection), and neither level's writes are kept."""
+    started = asyncio.Event()
+    async with Database(mysql_url, max_size=1) as db:
+
+        async def nested() -> None:
+            async with db.transaction():
+                await db.execute(notes.insert(), {"text": "outer", "completed": False})
+                async with db.transaction():
+                    await db.execute(notes.insert(), {"text": "inner", "completed": False})
+                    started.set()
+                    await db.fetch_val("SELECT SLEEP(10)")
+
+        task = asyncio.create_task(nested())
+        await started.wait()
+        await asyncio.sleep(0.2)
+        task.cancel()
+        await asyncio.wait([task])
+        assert task.cancelled(), task.exception()
+        assert await db.fetch_val("SELECT 1") == 1
+    assert await count_rows(mysql, notes) == 0
+
+
+@pytest.mark.timeout(30)
 async def test_transaction_whose_connection_was_killed_fails_clearly(
     mysql: Database, mysql_url: str
 ) -> None:

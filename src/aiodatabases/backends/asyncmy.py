@@ -397,7 +397,14 @@ class AsyncmyConnection(BackendConnection):
     @_exclusive
     async def rollback_to_savepoint(self, name: str) -> None:
         """Undo a savepoint's work. MySQL keeps the savepoint itself until the transaction
-        ends; names are never reused, so it is not released (one round trip less)."""
+        ends; names are never reused, so it is not released (one round trip less).
+
+        On a lost connection there is nothing to undo (the server rolled the whole
+        transaction back), and raising here would hide the error or cancellation that ended
+        the savepoint; the outer transaction's next statement or commit reports the loss.
+        """
+        if self.broken and self._txn:
+            return
         await self._statement(f"ROLLBACK TO SAVEPOINT {name}", ())
 
     # -- pool hooks ---------------------------------------------------------------------------
