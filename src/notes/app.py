@@ -9,9 +9,11 @@ from fastapi import FastAPI
 import aiodatabases
 from aiodatabases.ext.fastapi import lifespan
 
-from .api import health_router, install_docs, notes_router
+from .api import auth_router, health_router, install_docs, notes_router, users_router
+from .auth import Auth
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
+from .repository import utc_now
 from .settings import Settings
 
 __all__ = ["create_app", "database_options"]
@@ -22,6 +24,9 @@ Notes with a title, a body, tags and a completed flag.
 Every note carries an `ETag`; send it back in `If-Match` when you change the note, and a
 change made meanwhile by someone else gets `412 Precondition Failed` instead of being
 overwritten. Errors are RFC 9457 problem details (`application/problem+json`).
+
+Notes belong to accounts: register at `POST /api/auth/register`, then use **Authorize**
+(email as username) and every note route works on your notes only.
 """
 
 
@@ -52,7 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.settings = settings
+    # Read at each call, so that tests may replace app.state.clock.
+    app.state.auth = Auth.from_settings(settings, lambda: getattr(app.state, "clock", utc_now)())
     install_error_handlers(app)
+    app.include_router(auth_router, prefix="/api")
+    app.include_router(users_router, prefix="/api")
     app.include_router(notes_router, prefix="/api")
     app.include_router(health_router)
     if settings.docs:

@@ -22,10 +22,13 @@ __all__ = [
     "PROBLEM_JSON",
     "BadRequestError",
     "ConflictError",
+    "ForbiddenError",
     "NotFoundError",
     "NotesError",
     "PayloadTooLargeError",
     "PreconditionFailedError",
+    "TooManyRequestsError",
+    "UnauthorizedError",
     "install_error_handlers",
     "problem_response",
 ]
@@ -45,12 +48,45 @@ class NotesError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extensions = extensions
+        self.headers: dict[str, str] = {}
 
 
 class BadRequestError(NotesError):
     """The request is malformed in a way validation cannot say (a bad cursor, say)."""
 
     status = 400
+
+
+class UnauthorizedError(NotesError):
+    """No valid credentials: a missing, malformed, expired or revoked token, or a bad login.
+
+    Answers 401 with ``WWW-Authenticate: Bearer`` (RFC 6750); ``error="invalid_token"`` is
+    added when a token was given but refused.
+    """
+
+    status = 401
+
+    def __init__(self, detail: str, *, invalid_token: bool = False) -> None:
+        super().__init__(detail)
+        self.headers["WWW-Authenticate"] = (
+            'Bearer error="invalid_token"' if invalid_token else "Bearer"
+        )
+
+
+class ForbiddenError(NotesError):
+    """The caller is known but may not do this (a wrong current password, say)."""
+
+    status = 403
+
+
+class TooManyRequestsError(NotesError):
+    """Too many failed logins for one account: answers 429 with ``Retry-After``."""
+
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers["Retry-After"] = str(max(1, retry_after))
 
 
 class NotFoundError(NotesError):
@@ -131,6 +167,7 @@ async def _notes_error(request: Request, exc: Exception) -> Response:
         type_=exc.type,
         instance=request.url.path,
         extensions=exc.extensions,
+        headers=exc.headers or None,
     )
 
 

@@ -1,8 +1,9 @@
 """Notes in the database: the only module that writes SQL. It returns schemas, not records.
 
 Every write method is one transaction (a savepoint inside a caller's transaction): a note and
-its tags are stored together or not at all. Every query goes through ``_visible()``, the one
-place where ownership will restrict what a caller sees.
+its tags are stored together or not at all. A repository belongs to one owner: every query
+goes through ``_visible()``, the one place that restricts notes to theirs, and every new note
+is theirs. Another owner's note does not exist, as far as a repository can tell.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .pagination import Cursor, Sort, decode_cursor, encode_cursor
 from .schemas import Note, NoteIn, NotePage
 from .tables import PG_SEARCH_CONFIG, note_tags, notes, notes_fts, search_vector
 
-__all__ = ["ListQuery", "NotesRepository", "utc_now"]
+__all__ = ["ListQuery", "NotesRepository", "ping", "utc_now"]
 
 Clock = Callable[[], dt.datetime]
 
@@ -46,6 +47,11 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+async def ping(database: aiodatabases.Database) -> None:
+    """Run a trivial query: raises when the database cannot answer."""
+    await database.fetch_val(sa.select(sa.literal(1)))
+
+
 @dataclass(frozen=True, slots=True)
 class ListQuery:
     """What a listing asks for; validated by the API layer, checked again here."""
@@ -60,29 +66,29 @@ class ListQuery:
 
 
 class NotesRepository:
-    """Reads and writes notes through one ``Database``; safe to share between tasks.
+    """Reads and writes one owner's notes through one ``Database``; safe to share between tasks.
 
     Args:
         database: A connected database with the notes schema.
+        owner_id: The user whose notes these are; no other note is ever read or written.
         clock: Returns the time stamped on writes (aware, UTC); replaceable in tests.
     """
 
-    def __init__(self, database: aiodatabases.Database, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, database: aiodatabases.Database, *, owner_id: int, clock: Clock = utc_now
+    ) -> None:
         self._database = database
+        self._owner_id = owner_id
         self._clock = clock
         self._dialect = _dialect_family(database.url.dialect)
 
     # -- the scope of a caller --------------------------------------------------------------
 
     def _visible(self) -> list[sa.ColumnElement[bool]]:
-        """Criteria every query of notes adds; ownership will add ``owner_id = :me``."""
-        return []
+        """Criteria every query of notes adds: the note is the owner's."""
+        return [notes.c.owner_id == self._owner_id]
 
     # -- reads ------------------------------------------------------------------------------
-
-    async def ping(self) -> None:
-        """Run a trivial query: raises when the database cannot answer."""
-        await self._database.fetch_val(sa.select(sa.literal(1)))
 
     async def get(self, note_id: int) -> Note:
         """Return one note with its tags.
@@ -215,6 +221,7 @@ class NotesRepository:
     async def _insert(self, note: NoteIn, now: dt.datetime) -> Note:
         note_id = await self._database.execute(
             notes.insert().values(
+                owner_id=self._owner_id,
                 title=note.title,
                 body=note.body,
                 completed=note.completed,

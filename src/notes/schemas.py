@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -17,15 +18,23 @@ from pydantic import (
 __all__ = [
     "MAX_BATCH",
     "MAX_BODY_BYTES",
+    "MAX_PASSWORD",
     "MAX_TAGS",
+    "MIN_PASSWORD",
     "Note",
     "NoteBatch",
     "NoteIn",
     "NotePage",
     "NotePatch",
+    "PasswordChange",
     "Problem",
+    "RefreshRequest",
+    "Registration",
     "Tag",
     "Title",
+    "TokenPair",
+    "User",
+    "normalize_email",
 ]
 
 #: The largest note body, in bytes of UTF-8 (100 KiB).
@@ -35,6 +44,10 @@ MAX_TAG = 50
 MAX_TAGS = 20
 #: The most notes one batch request may create.
 MAX_BATCH = 100
+#: Password lengths, in characters: any characters, spaces and emoji included.
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+MAX_EMAIL = 254
 
 
 def _no_control_characters(value: str) -> str:
@@ -50,6 +63,27 @@ def _body_size(value: str) -> str:
     return value
 
 
+def _no_surrogates(value: str) -> str:
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in value):
+        raise ValueError("must be valid Unicode text (no lone surrogates)")
+    return value
+
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+
+def normalize_email(value: str) -> str:
+    """Return an email address as accounts are keyed: trimmed and lower-cased."""
+    return value.strip().lower()
+
+
+def _email(value: str) -> str:
+    value = normalize_email(_no_surrogates(_no_control_characters(value)))
+    if len(value) > MAX_EMAIL or not _EMAIL.fullmatch(value):
+        raise ValueError("must be an email address such as ada@example.org")
+    return value
+
+
 def _unique_tags(value: list[str]) -> list[str]:
     return list(dict.fromkeys(value))
 
@@ -58,13 +92,21 @@ Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE),
     AfterValidator(_no_control_characters),
+    AfterValidator(_no_surrogates),
 ]
-Body = Annotated[str, AfterValidator(_body_size)]
+Body = Annotated[str, AfterValidator(_body_size), AfterValidator(_no_surrogates)]
 Tag = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG),
     AfterValidator(_no_control_characters),
+    AfterValidator(_no_surrogates),
 ]
+Email = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=MAX_EMAIL + 100),
+    AfterValidator(_email),
+]
+Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique_tags)]
 
 
@@ -154,3 +196,49 @@ class Problem(BaseModel):
     status: int
     detail: str | None = None
     instance: str | None = None
+
+
+class Registration(BaseModel):
+    """A new account: an email address and a password of 8 to 256 characters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email = Field(description="Trimmed and lower-cased; one account per address.")
+    password: Password = Field(description="8 to 256 characters, any characters.")
+
+
+class User(BaseModel):
+    """An account as its owner sees it; never a password or a hash."""
+
+    id: int
+    email: str
+    created_at: AwareDatetime
+
+
+class TokenPair(BaseModel):
+    """What a login or a refresh answers (OAuth2 bearer token response, RFC 6749 5.1)."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds the access token stays valid.")
+    refresh_token: str = Field(
+        description="Trade it once at /api/auth/refresh for a new pair; using it twice "
+        "ends the session."
+    )
+
+
+class RefreshRequest(BaseModel):
+    """A refresh token to trade for a new token pair."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class PasswordChange(BaseModel):
+    """A password change: the current password, and the new one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD)]
+    new_password: Password = Field(description="8 to 256 characters, any characters.")

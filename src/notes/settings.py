@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_DATABASE_URL", "MAX_BODY_SIZE", "Settings"]
+__all__ = [
+    "ARGON2_MIN_MEMORY_KIB",
+    "ARGON2_MIN_TIME_COST",
+    "DEFAULT_DATABASE_URL",
+    "MAX_BODY_SIZE",
+    "MIN_SECRET_LENGTH",
+    "Settings",
+]
 
 #: A SQLite file in the working directory: the service runs with nothing else set up.
 DEFAULT_DATABASE_URL = "sqlite:///notes.db"
 
 #: Request bodies larger than this are refused with 413 before they are parsed.
 MAX_BODY_SIZE = 1024 * 1024
+
+#: OWASP's floor for Argon2id (Password Storage Cheat Sheet): 19 MiB, 2 passes, 1 lane.
+ARGON2_MIN_MEMORY_KIB = 19456
+ARGON2_MIN_TIME_COST = 2
+
+#: The shortest signing secret accepted, in characters (HS256 wants 256 bits of key).
+MIN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -37,6 +52,33 @@ class Settings(BaseSettings):
     )
     docs: bool = Field(default=True, description="Serve /docs, /redoc and /openapi.json.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        min_length=MIN_SECRET_LENGTH,
+        description="The secret that signs access tokens. Required on a server database; on "
+        "the embedded default one is generated once into secret_file.",
+    )
+    jwt_previous_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="Former signing secrets whose tokens are still accepted (key rotation).",
+    )
+    secret_file: Path | None = Field(
+        default=None,
+        description="Where the generated secret is kept (mode 0600); default: the SQLite "
+        "database's path with '.secret' appended.",
+    )
+    access_token_seconds: int = Field(default=900, gt=0, le=86_400)
+    refresh_token_seconds: int = Field(default=30 * 86_400, gt=0)
+    argon2_memory_kib: int = Field(default=ARGON2_MIN_MEMORY_KIB, ge=ARGON2_MIN_MEMORY_KIB)
+    argon2_time_cost: int = Field(default=ARGON2_MIN_TIME_COST, ge=ARGON2_MIN_TIME_COST)
+    argon2_parallelism: int = Field(default=1, ge=1, le=16)
+    login_max_failures: int = Field(
+        default=10, gt=0, description="Failed logins of one account before it gets 429."
+    )
+    login_window_seconds: int = Field(
+        default=900, gt=0, description="The window in which failed logins are counted."
+    )
 
     @property
     def is_embedded(self) -> bool:

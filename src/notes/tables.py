@@ -8,8 +8,10 @@ backend and are declared here too, so that ``metadata.create_all()`` builds them
 - PostgreSQL: a GIN index on the weighted ``tsvector`` of title and body (``simple``);
 - MySQL/MariaDB: FULLTEXT indexes on ``(title, body)`` and on ``(title)``.
 
-Ownership arrives later as a nullable ``notes.owner_id`` column added by a migration; every
-query of the repository already goes through one place that will filter on it.
+Notes belong to users through ``notes.owner_id``. It is nullable only for notes written before
+accounts existed: those belong to nobody and nobody sees them until ``notes db adopt EMAIL``
+gives them an owner. Sessions (``auth_sessions``) are refresh-token families;
+``refresh_tokens`` keeps the SHA-256 of each refresh token, never the token.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from sqlalchemy.dialects import mysql
 
 __all__ = [
     "SQLITE_SEARCH_DDL",
+    "auth_sessions",
+    "login_failures",
     "metadata",
     "note_tags",
     "notes",
     "notes_fts",
+    "refresh_tokens",
     "search_vector",
+    "users",
 ]
 
 #: The text-search configuration of PostgreSQL: no stemming, no stop words, lower case.
@@ -52,6 +58,16 @@ _Timestamp = sa.DateTime(timezone=True).with_variant(
 _Body = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 _Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    # Lower-cased; 254 is the longest address SMTP carries.
+    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", _Timestamp, nullable=False),
+)
+
 notes = sa.Table(
     "notes",
     metadata,
@@ -62,6 +78,8 @@ notes = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", _Timestamp, nullable=False),
     sa.Column("updated_at", _Timestamp, nullable=False),
+    # Last, where the migration that brought accounts added it.
+    sa.Column("owner_id", _Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
     # Inside the Table: SQLAlchemy attaches a functional index to its table by the first
     # column it meets, and this expression starts with a literal. search_vector() below is
     # the same expression for queries.
@@ -71,10 +89,11 @@ notes = sa.Table(
         postgresql_using="gin",
     ).ddl_if(dialect="postgresql"),
 )
-sa.Index(None, notes.c.created_at, notes.c.id)
-sa.Index(None, notes.c.updated_at, notes.c.id)
-sa.Index(None, notes.c.title, notes.c.id)
-sa.Index(None, notes.c.completed, notes.c.id)
+# Every listing is one owner's: the keyset orders lead with the owner.
+sa.Index(None, notes.c.owner_id, notes.c.created_at, notes.c.id)
+sa.Index(None, notes.c.owner_id, notes.c.updated_at, notes.c.id)
+sa.Index(None, notes.c.owner_id, notes.c.title, notes.c.id)
+sa.Index(None, notes.c.owner_id, notes.c.completed, notes.c.id)
 
 note_tags = sa.Table(
     "note_tags",
@@ -89,6 +108,43 @@ note_tags = sa.Table(
     sa.Column("position", sa.Integer, nullable=False),
 )
 sa.Index(None, note_tags.c.tag, note_tags.c.note_id)
+
+#: A login session: the family of refresh tokens that rotate from one login.
+auth_sessions = sa.Table(
+    "auth_sessions",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column(
+        "user_id", _Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("created_at", _Timestamp, nullable=False),
+    sa.Column("revoked_at", _Timestamp, nullable=True),
+)
+
+#: Refresh tokens by their SHA-256 (hex); a used one that comes back revokes its session.
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "session_id",
+        _Id,
+        sa.ForeignKey("auth_sessions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("expires_at", _Timestamp, nullable=False),
+    sa.Column("used_at", _Timestamp, nullable=True),
+)
+
+#: Failed logins per account name (the SHA-256 of the lower-cased email, known or not).
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("email_hash", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("window_started_at", _Timestamp, nullable=False),
+)
 
 
 def search_vector(table: sa.Table = notes) -> sa.ColumnElement[object]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import argon2
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -15,9 +17,28 @@ from pydantic import SecretStr
 import aiodatabases
 from notes import Settings, create_app
 from notes import migrate as migrate_module
+from notes.accounts import AccountsRepository
+from notes.auth import Auth
+from notes.repository import utc_now
+from notes.tokens import hash_refresh_token, new_refresh_token
+
+#: The signing secret of test apps (the generated one has its own tests).
+TEST_SECRET = "test-secret-" + "x" * 40
+
+#: The password of the users the fixtures create, and its hash (computed once per run).
+PASSWORD = "correct horse battery staple"
+PASSWORD_HASH = argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1).hash(PASSWORD)
 
 #: Tables a test run may leave on a server database, dropped before migrating it afresh.
-_OURS = ("note_tags", "notes", "alembic_version")
+_OURS = (
+    "refresh_tokens",
+    "auth_sessions",
+    "login_failures",
+    "note_tags",
+    "notes",
+    "users",
+    "alembic_version",
+)
 
 
 def reset_server_database(url: str) -> None:
@@ -59,7 +80,7 @@ def notes_url(database_url: str, migrated_sqlite_template: Path, tmp_path: Path)
 @pytest.fixture
 def settings(notes_url: str) -> Settings:
     """Settings of an app on the test database."""
-    return Settings(database_url=SecretStr(notes_url))
+    return Settings(database_url=SecretStr(notes_url), jwt_secret=SecretStr(TEST_SECRET))
 
 
 @pytest.fixture
@@ -70,9 +91,48 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
+async def add_user(app: FastAPI, email: str) -> tuple[int, str]:
+    """Create a user with PASSWORD straight in the database; return (id, access token)."""
+    database: aiodatabases.Database = app.state.database
+    auth: Auth = app.state.auth
+    accounts = AccountsRepository(database)
+    now = utc_now()
+    account = await accounts.create_user(email, PASSWORD_HASH, now)
+    session_id = await accounts.open_session(
+        account.id, hash_refresh_token(new_refresh_token()), now, now + dt.timedelta(days=1)
+    )
+    return account.id, auth.keys.issue(account.id, session_id, now)
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client talking to the app in-process."""
+    """An httpx client talking to the app in-process, logged in as ada@example.org."""
+    _, token = await add_user(app, "ada@example.org")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://notes.test",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+async def other_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client logged in as another user, grace@example.org."""
+    _, token = await add_user(app, "grace@example.org")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://notes.test",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client without credentials."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://notes.test") as http:
         yield http

@@ -7,11 +7,13 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 
 import aiodatabases
 from notes.repository import NotesRepository
 from notes.schemas import NoteIn
 
+from .conftest import add_user
 from .helpers import assert_problem
 
 
@@ -67,13 +69,14 @@ async def test_batch_with_one_invalid_note_writes_nothing(
 
 
 async def test_batch_failing_in_the_database_midway_writes_nothing(
-    database: aiodatabases.Database,
+    app: FastAPI, database: aiodatabases.Database
 ) -> None:
     """When the database refuses the third note, the first two and their tags are undone."""
     good = NoteIn(title="good", tags=["a", "b"])
     # Built without validation to reach the database: title NULL violates NOT NULL.
     broken = NoteIn.model_construct(title=None, body="", completed=False, tags=["c"])
-    repository = NotesRepository(database)
+    owner_id, _ = await add_user(app, "batch@example.org")
+    repository = NotesRepository(database, owner_id=owner_id)
     with pytest.raises(aiodatabases.IntegrityError):
         await repository.create_many([good, good, broken, good])
     assert await count_rows(database, "notes") == 0

@@ -95,7 +95,7 @@ def _free_port() -> int:
 
 @pytest.mark.timeout(60)
 def test_serve_migrates_the_embedded_database_and_answers_http(tmp_path: Path) -> None:
-    """notes serve in an empty directory creates notes.db at head and serves the API."""
+    """notes serve in an empty directory creates notes.db at head, its secret, and serves."""
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("NOTES_")}
     process = subprocess.Popen(
@@ -117,14 +117,26 @@ def test_serve_migrates_the_embedded_database_and_answers_http(tmp_path: Path) -
                     raise
                 time.sleep(0.2)
         assert ready.status_code == 200
-        created = httpx.post(f"{base}/api/notes", json={"title": "served"}, timeout=5)
+        account = {"email": "ada@example.org", "password": "a long password"}
+        registered = httpx.post(f"{base}/api/auth/register", json=account, timeout=5)
+        assert registered.status_code == 201
+        login = {"username": account["email"], "password": account["password"]}
+        tokens = httpx.post(f"{base}/api/auth/token", data=login, timeout=5).json()
+        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+        created = httpx.post(
+            f"{base}/api/notes", json={"title": "served"}, headers=bearer, timeout=5
+        )
         assert created.status_code == 201
+        assert httpx.post(f"{base}/api/notes", json={"title": "x"}, timeout=5).status_code == 401
         assert httpx.get(f"{base}/docs", timeout=5).status_code == 200
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=20)
     assert b"/docs" in output
     assert migrate.current(f"sqlite:///{tmp_path}/notes.db") == (migrate.head(),)
+    secret = tmp_path / "notes.db.secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert secret.read_text().strip().encode() not in output
 
 
 def test_settings_accept_a_secret_url() -> None:

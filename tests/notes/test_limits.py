@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI
+from pydantic import SecretStr
 from starlette.types import Message, Receive, Scope, Send
 
 from notes import Settings, create_app
@@ -145,4 +146,4 @@ async def test_limit_applies_to_every_write_route(client: httpx.AsyncClient) -> 
 def test_limit_is_a_setting() -> None:
     """NOTES_MAX_BODY_SIZE defaults to 1 MiB."""
     assert Settings().max_body_size == 1024 * 1024
-    assert isinstance(create_app(Settings()), FastAPI)
+    assert isinstance(create_app(Settings(jwt_secret=SecretStr("s" * 40))), FastAPI)

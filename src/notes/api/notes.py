@@ -19,7 +19,14 @@ _PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 router = APIRouter(
     prefix="/notes",
     tags=["notes"],
-    responses={422: {**_PROBLEM, "description": "The request is not valid."}},
+    responses={
+        401: {
+            **_PROBLEM,
+            "description": "No valid access token (see WWW-Authenticate).",
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+        },
+        422: {**_PROBLEM, "description": "The request is not valid."},
+    },
 )
 
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
