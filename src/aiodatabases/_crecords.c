@@ -177,6 +177,35 @@ new_record(PyTypeObject *cls, PyObject *row, PyObject *keymap, PyObject *meta)
     return (PyObject *)self;
 }
 
+/* Apply (index, function) pairs to the n items of a fresh copy of a row, in place. */
+static int
+apply_processors(PyObject **items, Py_ssize_t n, PyObject *processors)
+{
+    Py_ssize_t count = PyTuple_GET_SIZE(processors);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *pair = PyTuple_GET_ITEM(processors, k);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "processors must be (index, function) pairs");
+            return -1;
+        }
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+        if (i == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (i < 0 || i >= n) {
+            PyErr_Format(PyExc_IndexError, "row has %zd columns, converter for column %zd", n,
+                         i);
+            return -1;
+        }
+        PyObject *converted = PyObject_CallOneArg(PyTuple_GET_ITEM(pair, 1), items[i]);
+        if (converted == NULL) {
+            return -1;
+        }
+        Py_SETREF(items[i], converted);
+    }
+    return 0;
+}
+
 /* convert(row, processors) -> list: apply (index, function) pairs to a copy of row. */
 static PyObject *
 convert_row(PyObject *row, PyObject *processors)
@@ -185,32 +214,33 @@ convert_row(PyObject *row, PyObject *processors)
     if (values == NULL) {
         return NULL;
     }
-    Py_ssize_t n = PyTuple_GET_SIZE(processors);
-    for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *pair = PyTuple_GET_ITEM(processors, k);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_TypeError, "processors must be (index, function) pairs");
-            Py_DECREF(values);
-            return NULL;
-        }
-        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
-        if (i == -1 && PyErr_Occurred()) {
-            Py_DECREF(values);
-            return NULL;
-        }
-        if (i < 0 || i >= PyList_GET_SIZE(values)) {
-            PyErr_Format(PyExc_IndexError, "row has %zd columns, converter for column %zd",
-                         PyList_GET_SIZE(values), i);
-            Py_DECREF(values);
-            return NULL;
-        }
-        PyObject *converted = PyObject_CallOneArg(PyTuple_GET_ITEM(pair, 1),
-                                                  PyList_GET_ITEM(values, i));
-        if (converted == NULL) {
-            Py_DECREF(values);
-            return NULL;
-        }
-        PyList_SetItem(values, i, converted); /* steals converted */
+    if (apply_processors(((PyListObject *)values)->ob_item, PyList_GET_SIZE(values),
+                         processors) < 0) {
+        Py_DECREF(values);
+        return NULL;
+    }
+    return values;
+}
+
+/* The values of a record: a converted copy of row as a tuple, off the cycle collector's lists
+ * like the record that will hold it. It is never changed afterwards, so it cannot join a cycle
+ * unless user code makes a converted value (a JSON dict) refer back to its record. Left
+ * tracked, a thousand fetched rows would make every collection that follows scan a thousand
+ * more objects, which costs more than building the records. */
+static PyObject *
+record_values(PyObject *row, PyObject *processors)
+{
+    PyObject *values = PySequence_Tuple(row);
+    if (values == NULL) {
+        return NULL;
+    }
+    if (apply_processors(((PyTupleObject *)values)->ob_item, PyTuple_GET_SIZE(values),
+                         processors) < 0) {
+        Py_DECREF(values);
+        return NULL;
+    }
+    if (PyObject_GC_IsTracked(values)) {
+        PyObject_GC_UnTrack(values);
     }
     return values;
 }
@@ -249,7 +279,7 @@ make_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *row = items[k];
         PyObject *record;
         if (convert) {
-            PyObject *values = convert_row(row, processors);
+            PyObject *values = record_values(row, processors);
             if (values == NULL) {
                 goto error;
             }
@@ -287,7 +317,7 @@ make_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     if (PyTuple_GET_SIZE(processors) > 0) {
-        PyObject *values = convert_row(row, processors);
+        PyObject *values = record_values(row, processors);
         if (values == NULL) {
             return NULL;
         }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,6 +44,9 @@ _CLOSE_TIMEOUT = 5.0
 # its inactivity limit and minimum size apply.
 _STACK_IDLE = 60.0
 _PING_TIMEOUT = 5.0
+# A caller waiting for a handed-over connection looks again this often, in case one went
+# back to asyncpg's pool by a path that does not wake it.
+_RECHECK = 0.25
 _INFO_CACHE = 2000
 
 _FETCH = asyncpg.Connection.fetch
@@ -431,6 +435,9 @@ class AsyncpgBackend(Backend):
         self._idle: list[AsyncpgConnection] = []  # the fast lane, most recently used last
         self._out = 0  # connections held by callers
         self._waiting = 0  # callers waiting for asyncpg's pool
+        # Callers waiting while all max_size connections are held: release() hands a clean
+        # connection straight to the first (or wakes it with None to look in asyncpg's pool).
+        self._handoff: deque[asyncio.Future[AsyncpgConnection | None]] = deque()
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._trim_handle: asyncio.TimerHandle | None = None
@@ -481,6 +488,8 @@ class AsyncpgBackend(Backend):
         if pool is None:
             return
         self._closing = True
+        while self._handoff:
+            self._wake(self._handoff.popleft())
         if self._trim_handle is not None:
             self._trim_handle.cancel()
             self._trim_handle = None
@@ -540,10 +549,64 @@ class AsyncpgBackend(Backend):
             if await self._alive(conn._con):
                 break
         else:
+            if self._out >= self.max_size:
+                handed = await self._wait_handoff()
+                if handed is not None:
+                    return handed
             conn = AsyncpgConnection(self, await self.checkout())
         conn._held = True
         self._out += 1
         return conn
+
+    async def _wait_handoff(self) -> AsyncpgConnection | None:
+        """Wait, while every connection is held by a caller, for ``release()`` to hand one.
+
+        Passing a just-used connection from one task to the next directly saves the trip
+        through asyncpg's pool (a task, its queue and timeouts) on every call of a busy pool.
+        Returns the connection, already counted as held, or ``None`` when the caller should
+        take one from asyncpg's pool instead (one went back there, or may be opened).
+        """
+        loop = asyncio.get_running_loop()
+        limit = self.pool_timeout
+        deadline = None if limit is None else loop.time() + limit
+        while self._out >= self.max_size:
+            self._require_pool()
+            remaining = _RECHECK if deadline is None else deadline - loop.time()
+            if remaining <= 0:
+                raise exceptions.PoolTimeoutError(
+                    f"no connection became free within {self.pool_timeout} s "
+                    f"(all {self.max_size} in use); raise max_size or pool_timeout"
+                )
+            waiter: asyncio.Future[AsyncpgConnection | None] = loop.create_future()
+            self._handoff.append(waiter)
+            timer = loop.call_later(min(_RECHECK, remaining), self._wake, waiter)
+            try:
+                handed = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    late = waiter.result()
+                    if late is not None:
+                        self.release(late)  # handed over just as we were cancelled
+                raise
+            finally:
+                timer.cancel()
+            if handed is not None:
+                return handed
+        return None
+
+    @staticmethod
+    def _wake(waiter: asyncio.Future[AsyncpgConnection | None]) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def _feed(self) -> None:
+        """Wake the first caller waiting for a handed-over connection to look again."""
+        handoff = self._handoff
+        while handoff:
+            waiter = handoff.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def checkout(self) -> Any:
         """Take a working connection (asyncpg's pool proxy) out of asyncpg's pool."""
@@ -630,6 +693,7 @@ class AsyncpgBackend(Backend):
         con = connection._con
         if con.is_closed():
             con.terminate()
+            self._feed()
             return
         if (
             self._waiting  # hand it to asyncpg's pool, where the waiters are
@@ -642,7 +706,16 @@ class AsyncpgBackend(Backend):
             or con.is_in_transaction()
         ):
             self._spawn(self._give_back(connection))
+            self._feed()
             return
+        handoff = self._handoff
+        while handoff:
+            waiter = handoff.popleft()
+            if not waiter.done():
+                connection._held = True
+                self._out += 1
+                waiter.set_result(connection)
+                return
         con.aiodb_used = time.monotonic()
         self._idle.append(connection)
         if self._trim_handle is None:
