@@ -36,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -331,14 +332,20 @@ def main(argv: list[str] | None = None) -> int:
         auth = common.has_auth(server.base)
         result["auth"] = auth
         rng = random.Random(args.seed)
-        clients: list[ClientState] = []
         setup_started = time.monotonic()
-        for index in range(args.clients):
-            token = common.issue_token(server.base, f"load-{index}@example.com") if auth else None
-            ids = common.seed_notes(server.base, token, args.notes_per_client, rng)
-            clients.append(
-                ClientState(index, token, dict.fromkeys(ids, 1), rng=random.Random(rng.random()))
-            )
+        seeds = [rng.random() for _ in range(args.clients)]
+
+        def setup(index: int) -> ClientState:
+            email = f"load-{index}@example.com"
+            token = common.issue_token(server.base, email) if auth else None
+            own = random.Random(seeds[index])
+            ids = common.seed_notes(server.base, token, args.notes_per_client, own)
+            return ClientState(index, token, dict.fromkeys(ids, 1), rng=own)
+
+        # Password hashing dominates the setup; the server hashes off its event loop, so a
+        # few logins at once use both cores.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            clients = list(pool.map(setup, range(args.clients)))
         common.log(
             f"{args.clients} clients ready ({'with tokens' if auth else 'no auth routes'}), "
             f"{args.clients * args.notes_per_client} notes seeded in "
