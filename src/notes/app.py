@@ -15,6 +15,7 @@ from .errors import install_error_handlers
 from .limits import BodySizeLimit
 from .repository import utc_now
 from .settings import Settings
+from .web import install_web
 
 __all__ = ["create_app", "database_options"]
 
@@ -66,5 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     if settings.docs:
         install_docs(app)
+    # The pages at / (sign up, log in, notes): cookie sessions, the same accounts and notes.
+    install_web(app, settings)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_size)
     return app
