@@ -410,22 +410,25 @@ def render(backend: str, run: dict[str, Any]) -> str:
     rows = run["targets"][backend]
     lines += ["## Targets", "", "| target | measured | required | result |", "|---|---|---|---|"]
     for row in rows:
-        measured = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "n/a"
+        measured = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "not run"
+        verdict = "PASS" if row["passed"] else "MISS" if row["ratio"] is not None else "-"
         lines.append(
             f"| {row['scenario']}: {label(row['subject'])} vs {label(row['other'])} | "
-            f"{measured} | >= {row['minimum']}x | {'PASS' if row['passed'] else 'MISS'} |"
+            f"{measured} | >= {row['minimum']}x | {verdict} |"
         )
     met = sum(r["passed"] for r in rows)
-    lines += ["", f"{met}/{len(rows)} targets met."]
+    measured_rows = sum(r["ratio"] is not None for r in rows)
+    lines += ["", f"{met}/{measured_rows} measured targets met."]
     if run["errors"]:
         lines += ["", "## Errors", "", *(f"- {e}" for e in run["errors"])]
     return "\n".join(lines) + "\n"
 
 
-def git_commit() -> str:
+def git_commit(where: Path = common.REPO) -> str:
+    """The short commit id checked out in ``where``."""
     try:
         out = subprocess.run(
-            ["git", "-C", str(common.REPO), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(where), "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -470,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
         "commit": git_commit()
         if args.source is None
-        else f"{git_commit()} (src from {args.source})",
+        else f"{git_commit(args.source)} (served from the worktree {args.source})",
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_start": " ".join(f"{x:.1f}" for x in os.getloadavg()),
