@@ -114,10 +114,14 @@ class Pool(Generic[C]):
                     self._handoff(handed)
             raise
         finally:
-            try:
-                self._waiters.remove(waiter)
-            except ValueError:
-                pass
+            # A waiter that was handed something was taken off the queue by the hand-over;
+            # only a cancelled (or timed out) one is still in it. (A failed remove() would
+            # format the future's repr for its error message: costly on a busy pool.)
+            if waiter.cancelled() or not waiter.done():
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass
         if conn is None:
             # A discarded connection's slot was handed to us: fill it.
             return await self._fill_slot()
