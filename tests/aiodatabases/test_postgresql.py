@@ -370,6 +370,45 @@ async def test_plain_queries_reuse_the_connection_without_a_reset_round_trip(
 
 
 @pytest.mark.timeout(30)
+async def test_tasks_waiting_on_a_full_pool_get_released_connections_and_cancelled_ones_none(
+    pg_url: str,
+) -> None:
+    """16 tasks on 2 connections are served by the same 2 sessions; waiters cancelled while
+    every connection is held take none with them, and the others get theirs."""
+    async with Database(pg_url, max_size=2, pool_timeout=10) as db:
+        pids: list[int] = []
+
+        async def work() -> None:
+            for _ in range(20):
+                pids.append(await db.fetch_val("SELECT pg_backend_pid()"))
+
+        await asyncio.gather(*(work() for _ in range(16)))
+        assert len(pids) == 320
+        assert len(set(pids)) == 2
+
+        gate = asyncio.Event()
+
+        async def hold() -> None:
+            async with db.connection():
+                await gate.wait()
+
+        holders = [asyncio.create_task(hold()) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        assert db.pool_stats().in_use == 2
+        waiters = [asyncio.create_task(db.fetch_val("SELECT :n + 0", {"n": n})) for n in range(5)]
+        await asyncio.sleep(0.1)
+        waiters[0].cancel()
+        waiters[2].cancel()
+        gate.set()
+        await asyncio.gather(*holders)
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert [type(r) for r in results[::2]] == [asyncio.CancelledError] * 2 + [int]
+        assert [results[1], results[3], results[4]] == [1, 3, 4]
+        assert db.pool_stats().in_use == 0
+        assert await db.fetch_val("SELECT 2") == 2
+
+
+@pytest.mark.timeout(30)
 async def test_cancelled_query_stops_on_the_server_and_its_connection_is_closed(
     pg: Database, pg_url: str
 ) -> None:
