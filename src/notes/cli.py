@@ -5,6 +5,7 @@ notes serve [--host H] [--port P] [--workers N] [--database-url URL] [--no-migra
 notes db upgrade [REVISION]       apply migrations (default: all)
 notes db downgrade REVISION       undo migrations (``base``: all; ``-1``: the last one)
 notes db current                  show the revision of the database
+notes db adopt EMAIL              give notes older than accounts (no owner) to an account
 ```
 
 The database is ``--database-url``, else ``NOTES_DATABASE_URL``, else ``notes.db`` in the
@@ -14,12 +15,17 @@ working directory.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
+import aiodatabases
+
 from . import migrate
+from .accounts import AccountsRepository
+from .schemas import normalize_email
 from .settings import Settings
 
 __all__ = ["main"]
@@ -60,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     downgrade = actions.add_parser("downgrade", help="undo migrations")
     downgrade.add_argument("revision", help="target: a revision, -1 for one step, or base")
     actions.add_parser("current", help="show the revision the database is at")
+    adopt = actions.add_parser(
+        "adopt", help="give every note without an owner (written before accounts) to an account"
+    )
+    adopt.add_argument("email", help="the account's email address (it must exist)")
     return parser
 
 
@@ -78,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if arguments.command == "serve":
             return _serve(arguments, settings)
+        if arguments.action == "adopt":
+            count = asyncio.run(_adopt(url, arguments.email))
+            print(f"{count} note(s) now belong to {normalize_email(arguments.email)}")
+            return 0
         if arguments.action == "upgrade":
             migrate.upgrade(url, arguments.revision)
         elif arguments.action == "downgrade":
@@ -88,6 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"notes: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _adopt(url: str, email: str) -> int:
+    async with aiodatabases.Database(url) as database:
+        accounts = AccountsRepository(database)
+        account = await accounts.find_by_email(normalize_email(email))
+        if account is None:
+            raise LookupError(f"no account has the email address {normalize_email(email)}")
+        return await accounts.adopt_orphans(account.id)
 
 
 def _serve(arguments: argparse.Namespace, settings: Settings) -> int:

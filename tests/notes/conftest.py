@@ -20,6 +20,7 @@ from notes import migrate as migrate_module
 from notes.accounts import AccountsRepository
 from notes.auth import Auth
 from notes.repository import utc_now
+from notes.tables import metadata
 from notes.tokens import hash_refresh_token, new_refresh_token
 
 #: The signing secret of test apps (the generated one has its own tests).
@@ -41,8 +42,13 @@ _OURS = (
 )
 
 
+#: Server databases migrated to head in this run (their tables are only emptied between tests).
+_MIGRATED: set[str] = set()
+
+
 def reset_server_database(url: str) -> None:
     """Drop the notes tables (and a stale alembic_version) from a server database."""
+    _MIGRATED.discard(url)
 
     def drop(connection: sa.Connection) -> None:
         present = set(sa.inspect(connection).get_table_names())
@@ -51,6 +57,16 @@ def reset_server_database(url: str) -> None:
                 connection.execute(sa.text(f"DROP TABLE {name}"))
 
     migrate_module.run_with_connection(url, drop)
+
+
+def empty_server_database(url: str) -> None:
+    """Delete every row of the notes tables, children first; the schema stays."""
+
+    def empty(connection: sa.Connection) -> None:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+
+    migrate_module.run_with_connection(url, empty)
 
 
 @pytest.fixture(scope="session")
@@ -69,12 +85,15 @@ def notes_url(database_url: str, migrated_sqlite_template: Path, tmp_path: Path)
         shutil.copyfile(migrated_sqlite_template, path)
         yield f"sqlite:///{path}"
         return
-    reset_server_database(database_url)
-    migrate_module.upgrade(database_url)
+    # Migrating costs seconds on a server: once per run, then emptied after each test.
+    if database_url not in _MIGRATED:
+        reset_server_database(database_url)
+        migrate_module.upgrade(database_url)
+        _MIGRATED.add(database_url)
     try:
         yield database_url
     finally:
-        reset_server_database(database_url)
+        empty_server_database(database_url)
 
 
 @pytest.fixture
