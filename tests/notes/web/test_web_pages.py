@@ -145,6 +145,31 @@ async def test_an_edit_form_loaded_before_an_api_change_gets_a_conflict_not_an_o
     assert (await notes.get(note_id)).body == "from the API"
 
 
+async def test_a_delete_confirmed_before_a_change_asks_again_and_keeps_the_note(
+    web_app: FastAPI, ada: httpx.AsyncClient
+) -> None:
+    """The confirmation was for version 1; the note is at 2: it is shown again, not deleted."""
+    note_id = await create(ada, "keep or not")
+    confirm = await ada.get(f"/notes/{note_id}/delete")
+    assert 'name="version" value="1"' in confirm.text
+    notes = NotesRepository(
+        web_app.state.database, owner_id=await user_id(web_app, "ada@example.net")
+    )
+    await notes.update(note_id, {"title": "keep, changed"})
+    response = await ada.post(
+        f"/notes/{note_id}/delete", data={"version": "1", "csrf_token": csrf_token(confirm)}
+    )
+    assert response.status_code == 409
+    assert "keep, changed" in response.text
+    assert 'name="version" value="2"' in response.text
+    assert (await notes.get(note_id)).title == "keep, changed"
+    response = await ada.post(
+        f"/notes/{note_id}/delete", data={"version": "2", "csrf_token": csrf_token(confirm)}
+    )
+    assert response.headers["location"] == "/?notice=deleted"
+    assert (await ada.get(f"/notes/{note_id}")).status_code == 404
+
+
 async def test_a_missing_or_foreign_note_is_a_404_page_not_problem_json(
     web_app: FastAPI, ada: httpx.AsyncClient
 ) -> None:

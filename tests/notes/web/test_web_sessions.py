@@ -179,3 +179,37 @@ async def test_the_stylesheet_and_script_are_served_by_the_service(
         response = await visitor.get(asset)
         assert response.status_code == 200
     assert not re.findall(r'(?:href|src)="(?:https?:)?//', page.text)
+
+
+async def test_too_many_failed_logins_get_a_page_that_says_to_wait(
+    visitor: httpx.AsyncClient,
+) -> None:
+    """The account throttle of the API holds for the login page too: 429 and a message."""
+    await sign_up(visitor, "guessed@example.net")
+    await log_out(visitor)
+    token = await page_token(visitor)
+    statuses = []
+    for _ in range(11):
+        response = await visitor.post(
+            "/login",
+            data={"email": "guessed@example.net", "password": "not it at all", "csrf_token": token},
+        )
+        statuses.append(response.status_code)
+    assert statuses == [400] * 10 + [429]
+    assert "Too many failed attempts" in response.text
+    response = await visitor.post(
+        "/login", data={"email": "guessed@example.net", "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 429
+
+
+async def test_a_form_over_the_size_limit_is_refused_and_saves_nothing(
+    ada: httpx.AsyncClient,
+) -> None:
+    """A form body over 1 MiB is refused with 413 before it is read; no note appears."""
+    token = await page_token(ada)
+    response = await ada.post(
+        "/notes", data={"title": "big", "body": "x" * (1024 * 1024 + 1), "csrf_token": token}
+    )
+    assert response.status_code == 413
+    assert 'class="note"' not in (await ada.get("/")).text
