@@ -97,7 +97,10 @@ class Auth:
         await self._check_throttle(accounts, key)
         account = await accounts.find_by_email(normalize_email(email))
         stored = account.password_hash if account is not None else None
-        if account is None or not await self.passwords.verify(stored, password):
+        # Verified first, always: without an account it runs against a dummy hash, so that
+        # an unknown email takes as long as a wrong password.
+        matched = await self.passwords.verify(stored, password)
+        if account is None or not matched:
             now = self._clock()
             await accounts.record_failure(key, now, now - self._window)
             raise UnauthorizedError(BAD_LOGIN)
@@ -191,7 +194,8 @@ class Auth:
         await self._check_throttle(accounts, key)
         account = await accounts.find_by_email(caller.user.email)
         stored = account.password_hash if account is not None else None
-        if account is None or not await self.passwords.verify(stored, current):
+        matched = await self.passwords.verify(stored, current)
+        if account is None or not matched:
             now = self._clock()
             await accounts.record_failure(key, now, now - self._window)
             raise ForbiddenError("the current password is wrong")
