@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from fastapi import FastAPI
+from pydantic import SecretStr
 
-from notes import migrate
+import aiodatabases
+from notes import Settings, create_app, migrate
+from notes.accounts import AccountsRepository
+from notes.cli import main
+from notes.repository import utc_now
 from notes.tables import metadata
 
-from .conftest import reset_server_database
+from .conftest import add_user, reset_server_database
 
 Snapshot = dict[str, Any]
 
@@ -186,3 +195,96 @@ def test_unsupported_database_cannot_be_migrated() -> None:
     """An unknown scheme is a ValueError naming the supported ones."""
     with pytest.raises(ValueError, match="sqlite://, postgresql:// or mysql://"):
         migrate.sqlalchemy_url("oracle://scott@h/db")
+
+
+def _insert_note_at_0001(connection: sa.Connection) -> None:
+    """Write a note (with a tag) the way the service did before accounts existed."""
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    connection.execute(
+        sa.text(
+            "INSERT INTO notes (title, body, completed, version, created_at, updated_at) "
+            "VALUES (:title, :body, :completed, 1, :now, :now)"
+        ),
+        {"title": "older than accounts", "body": "legacy quokka", "completed": False, "now": now},
+    )
+    note_id = connection.execute(sa.text("SELECT MAX(id) FROM notes")).scalar_one()
+    connection.execute(
+        sa.text("INSERT INTO note_tags (note_id, tag, position) VALUES (:id, 'old', 0)"),
+        {"id": note_id},
+    )
+
+
+def _notes_and_owners(connection: sa.Connection) -> list[tuple[Any, ...]]:
+    rows = connection.execute(sa.text("SELECT title, body, owner_id FROM notes")).all()
+    return [tuple(row) for row in rows]
+
+
+async def _search_as(app: FastAPI, email: str, query: str) -> list[str]:
+    _, token = await add_user(app, email)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        listing = await http.get("/api/notes", params={"q": query})
+        assert listing.status_code == 200
+        return [item["title"] for item in listing.json()["items"]]
+
+
+async def test_notes_older_than_accounts_are_kept_hidden_until_adopted(
+    empty_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upgrading keeps old notes with no owner; nobody sees them; `notes db adopt` gives them."""
+    await asyncio.to_thread(migrate.upgrade, empty_url, "0001")
+    await asyncio.to_thread(migrate.run_with_connection, empty_url, _insert_note_at_0001)
+    await asyncio.to_thread(migrate.upgrade, empty_url)
+    rows = await asyncio.to_thread(migrate.run_with_connection, empty_url, _notes_and_owners)
+    assert rows == [("older than accounts", "legacy quokka", None)]
+
+    settings = Settings(database_url=SecretStr(empty_url), jwt_secret=SecretStr("k" * 40))
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        assert await _search_as(app, "first@example.org", "quokka") == []
+        monkeypatch.setenv("NOTES_DATABASE_URL", empty_url)
+        code = await asyncio.to_thread(main, ["db", "adopt", "First@Example.org"])
+        assert code == 0
+        assert "1 note(s) now belong to first@example.org" in capsys.readouterr().out
+        transport = httpx.ASGITransport(app=app)
+        database: aiodatabases.Database = app.state.database
+        owner = await database.fetch_val(
+            sa.text("SELECT id FROM users WHERE email = 'first@example.org'")
+        )
+        session = await AccountsRepository(database).open_session(
+            owner, "h" * 64, utc_now(), utc_now() + dt.timedelta(days=1)
+        )
+        token = app.state.auth.keys.issue(owner, session, utc_now())
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers={"Authorization": f"Bearer {token}"}
+        ) as http:
+            found = (await http.get("/api/notes", params={"q": "quokka"})).json()["items"]
+            assert [(note["title"], note["tags"]) for note in found] == [
+                ("older than accounts", ["old"])
+            ]
+        assert await _search_as(app, "second@example.org", "quokka") == []
+
+
+def test_downgrading_ownership_keeps_every_note_and_search(empty_url: str) -> None:
+    """downgrade 0001 drops accounts, keeps notes and tags, and search keeps following writes."""
+    migrate.upgrade(empty_url, "0001")
+    migrate.run_with_connection(empty_url, _insert_note_at_0001)
+    migrate.upgrade(empty_url)
+    migrate.downgrade(empty_url, "0001")
+    migrate.run_with_connection(empty_url, _insert_note_at_0001)
+
+    def look(connection: sa.Connection) -> tuple[list[Any], int]:
+        titles = connection.execute(sa.text("SELECT title FROM notes")).scalars().all()
+        tags = connection.execute(sa.text("SELECT COUNT(*) FROM note_tags")).scalar_one()
+        return list(titles), tags
+
+    assert migrate.run_with_connection(empty_url, look) == (["older than accounts"] * 2, 2)
+    if empty_url.startswith("sqlite"):
+
+        def search(connection: sa.Connection) -> int:
+            query = "SELECT COUNT(*) FROM notes_fts WHERE notes_fts MATCH 'quokka'"
+            return int(connection.execute(sa.text(query)).scalar_one())
+
+        assert migrate.run_with_connection(empty_url, search) == 2
