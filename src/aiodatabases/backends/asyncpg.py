@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,6 +48,8 @@ _PING_TIMEOUT = 5.0
 # A caller waiting for a handed-over connection looks again this often, in case one went
 # back to asyncpg's pool by a path that does not wake it.
 _RECHECK = 0.25
+# How long disconnect() tries to end, on the server, sessions it is about to abandon.
+_END_TIMEOUT = 3.0
 _INFO_CACHE = 2000
 
 _FETCH = asyncpg.Connection.fetch
@@ -442,6 +445,8 @@ class AsyncpgBackend(Backend):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._trim_handle: asyncio.TimerHandle | None = None
         self._infos: dict[str, pg.SqlInfo] = {}
+        # Every connection handed out, so that disconnect() can end their server sessions.
+        self._handed_out: weakref.WeakSet[pg.PgConnection] = weakref.WeakSet()
         self.keys: dict[str, str | None] = {}  # primary keys of raw INSERT targets
 
     def info(self, sql: str) -> pg.SqlInfo:
@@ -496,19 +501,57 @@ class AsyncpgBackend(Backend):
         idle, self._idle = self._idle, []
         for conn in idle:
             self._spawn(self._give_back(conn))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CLOSE_TIMEOUT
+        closing: asyncio.Future[None] | None = None
         try:
-            async with asyncio.timeout(_CLOSE_TIMEOUT):
-                while self._tasks:
-                    await asyncio.wait(set(self._tasks))
-                await pool.close()
-        except Exception:
-            logger.warning("connections still in use at disconnect() were closed")
-            pool.terminate()
+            while self._tasks and loop.time() < deadline:
+                await asyncio.wait(set(self._tasks), timeout=deadline - loop.time())
+            # Not cancelled on timeout: asyncpg's close() would then terminate the
+            # connections before their sessions are ended on the server.
+            closing = asyncio.ensure_future(pool.close())
+            await asyncio.wait({closing}, timeout=max(deadline - loop.time(), 0.0))
+            if not closing.done():
+                logger.warning("connections still in use at disconnect() were closed")
+                await self._end_sessions()
+                closing.cancel()  # asyncpg's close() then terminates every connection
+                await asyncio.wait({closing})
+            if not closing.cancelled() and closing.exception() is not None:
+                logger.warning("closing the pool failed", exc_info=closing.exception())
+                pool.terminate()
         except BaseException:
             pool.terminate()
+            if closing is not None:
+                closing.cancel()
             raise
         finally:
             self._pool = None
+
+    async def _end_sessions(self) -> None:
+        """Terminate on the server the sessions of connections that are still open.
+
+        Closing a socket ends an idle session at once, but a session running a statement
+        notices only when the statement ends, which may be minutes away, holding its locks
+        and its transaction until then. A side connection asks the server to end them.
+        """
+        pids = [con.get_server_pid() for con in list(self._handed_out) if not con.is_closed()]
+        if not pids:
+            return
+        try:
+            async with asyncio.timeout(_END_TIMEOUT):
+                side = await asyncpg.connect(**self._connect_kwargs)
+                try:
+                    await side.execute(
+                        "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", pids
+                    )
+                finally:
+                    side.terminate()
+        except Exception:
+            logger.warning(
+                "could not end the sessions of connections in use at disconnect(); their "
+                "running statements go on until they finish",
+                exc_info=True,
+            )
 
     # -- acquire and release ----------------------------------------------------------------
 
@@ -631,7 +674,11 @@ class AsyncpgBackend(Backend):
                 raise pg.translate(exc) from exc
             finally:
                 self._waiting -= 1
-            if await self._alive(proxy.aiodb_unwrapped):
+            con = _unwrap(proxy)
+            if con is None:
+                continue  # closed while being handed over; asyncpg took its slot back
+            if await self._alive(con):
+                self._handed_out.add(con)
                 return proxy
         raise exceptions.OperationalError("could not get a working connection to PostgreSQL")
 
@@ -652,7 +699,11 @@ class AsyncpgBackend(Backend):
             raise
 
     def _give_back_orphan(self, opening: asyncio.Task[Any]) -> None:
-        if not opening.cancelled() and opening.exception() is None:
+        if (
+            not opening.cancelled()
+            and opening.exception() is None
+            and _unwrap(opening.result()) is not None
+        ):
             self._spawn(self._give_back(AsyncpgConnection(self, opening.result())))
 
     async def _alive(self, con: pg.PgConnection) -> bool:
@@ -752,7 +803,10 @@ class AsyncpgBackend(Backend):
                 await con.execute("ROLLBACK", timeout=pg.SETTLE_TIMEOUT)
             await self._pool.release(conn._proxy, timeout=pg.SETTLE_TIMEOUT)
         except Exception:
-            logger.warning("a connection could not be returned cleanly; closed", exc_info=True)
+            if con.is_closed():  # the server ended it meanwhile: nothing left to return
+                logger.debug("a connection closed on its way back to the pool", exc_info=True)
+            else:
+                logger.warning("a connection could not be returned cleanly; closed", exc_info=True)
             con.terminate()
 
     def pool_stats(self) -> PoolStats:
@@ -766,3 +820,14 @@ class AsyncpgBackend(Backend):
 
 async def _acquire(pool: Any) -> Any:
     return await pool.acquire()
+
+
+def _unwrap(proxy: Any) -> pg.PgConnection | None:
+    """The connection behind an asyncpg pool proxy, or ``None`` once the proxy is detached.
+
+    A connection that closes (the server ended its session) goes back to asyncpg's pool at
+    once, detaching its proxy; that can happen between ``pool.acquire()`` finishing and its
+    caller resuming.
+    """
+    con: pg.PgConnection | None = getattr(proxy, "aiodb_unwrapped", None)
+    return con
