@@ -27,7 +27,7 @@ from aiodatabases.backends.asyncpg import AsyncpgConnection
 
 from .conftest import create_tables
 from .pgcluster import PgCluster, private_cluster
-from .tables import notes, pair_a, pair_b
+from .tables import counters, notes, pair_a, pair_b
 
 _LOAD = "aiodatabases-load"  # application_name of the pools under test
 _BUSY = "another operation is in progress"
@@ -280,6 +280,40 @@ async def test_server_restarted_twice_under_load_loses_nothing_and_serves_within
             await _assert_no_leaks(db, observer)
         finally:
             await observer.close()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.usefixtures("tables")
+async def test_serializable_increments_under_run_in_transaction_lose_no_update(
+    cluster: PgCluster, observer: Any
+) -> None:
+    """32 tasks read-modify-write one counter in serializable transactions: the serialization
+    failures (40001) are retried by run_in_transaction and every increment counts once."""
+    await observer.execute("INSERT INTO counters (id, value) VALUES (1, 0)")
+    runs = 0
+
+    async def increment(connection: aiodatabases.Connection) -> None:
+        nonlocal runs
+        runs += 1
+        value = await connection.fetch_val(select(counters.c.value).where(counters.c.id == 1))
+        await asyncio.sleep(0)  # other tasks read the same value meanwhile
+        update = counters.update().where(counters.c.id == 1).values(value=value + 1)
+        await connection.execute(update)
+
+    async with _load_db(cluster, max_size=10, pool_timeout=30) as db:
+
+        async def worker() -> int:
+            for _ in range(5):
+                await db.run_in_transaction(
+                    increment, attempts=100, max_backoff=0.2, isolation="serializable"
+                )
+            return 5
+
+        results = await asyncio.gather(*(worker() for _ in range(32)), return_exceptions=True)
+        assert results == [5] * 32
+        assert await observer.fetchval("SELECT value FROM counters WHERE id = 1") == 160
+        assert runs > 170, "hardly any serialization failure: the test tested little"
+        await _assert_no_leaks(db, observer)
 
 
 # -- cancellation ---------------------------------------------------------------------------
