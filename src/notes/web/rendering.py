@@ -24,6 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from ..errors import NotesError
+from ..schemas import User
 from .markdown import render_markdown
 from .security import CONTENT_SECURITY_POLICY, CSRF_COOKIE, set_cookie
 
@@ -111,7 +112,7 @@ _SECURITY_HEADERS = {
 class PageState:
     """What the pages know about the browser of a request; set by the session dependency."""
 
-    user: Any = None
+    user: User | None = None
     csrf_token: str = ""
     #: A fresh anonymous CSRF value to store in the browser's cookie with this response.
     new_csrf_seed: str | None = None
@@ -174,8 +175,9 @@ class WebRoute(APIRoute):
             try:
                 response = await handler(request)
             except LoginRequiredError:
-                target = request.url.path
-                if request.url.query:
+                # Back to the page after logging in; a form posted logged out is not resent.
+                target = request.url.path if request.method == "GET" else "/"
+                if request.method == "GET" and request.url.query:
                     target += f"?{request.url.query}"
                 query = {"next": target} if target != "/" else {}
                 response = redirect("/login", **query)

@@ -83,6 +83,9 @@ async def test_pages_ask_for_a_login_and_come_back_after_it(visitor: httpx.Async
     response = await visitor.get("/notes/new")
     assert response.status_code == 303
     assert response.headers["location"] == "/login?next=%2Fnotes%2Fnew"
+    posted = await visitor.post("/notes", data={"title": "x"})
+    assert posted.status_code == 303
+    assert posted.headers["location"] == "/login"
     await sign_up(visitor, "back@example.net")
     await log_out(visitor)
     login = await visitor.get("/login", params={"next": "/notes/new"})
