@@ -39,6 +39,32 @@ def database_options(url: aiodatabases.DatabaseURL) -> dict[str, Any]:
     return options
 
 
+def _null_free_parameters(app: FastAPI) -> None:
+    """Describe optional parameters without ``null``: a query string or header cannot carry it.
+
+    FastAPI renders ``X | None = None`` as ``anyOf: [X, null]``; an absent parameter is what
+    None means, so the schema says X and leaves the parameter not required.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        for path in document.get("paths", {}).values():
+            for operation in path.values():
+                for parameter in operation.get("parameters", ()):
+                    schema = parameter.get("schema", {})
+                    options = [o for o in schema.get("anyOf", ()) if o != {"type": "null"}]
+                    if "anyOf" in schema and len(options) == 1:
+                        rest = {k: v for k, v in schema.items() if k not in {"anyOf", "default"}}
+                        parameter["schema"] = {**options[0], **rest}
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the notes application: its database (connected by the lifespan) and routes.
 
@@ -69,5 +95,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         install_docs(app)
     # The pages at / (sign up, log in, notes): cookie sessions, the same accounts and notes.
     install_web(app, settings)
+    _null_free_parameters(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_size)
     return app

@@ -83,7 +83,7 @@ def decode_cursor(text: str, sort: Sort) -> Cursor:
         note_id, value = data["i"], data["v"]
         if not isinstance(note_id, int) or isinstance(note_id, bool):
             raise ValueError("bad id")
-        if not isinstance(value, str):
+        if not isinstance(value, str) or "\x00" in value:
             raise ValueError("bad value")
         if sort.column != "title":
             parsed = dt.datetime.fromisoformat(value)

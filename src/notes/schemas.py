@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,6 +15,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "LINE_PATTERN",
     "MAX_BATCH",
     "MAX_BODY_BYTES",
     "MAX_PASSWORD",
@@ -50,12 +50,6 @@ MAX_PASSWORD = 256
 MAX_EMAIL = 254
 
 
-def _no_control_characters(value: str) -> str:
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise ValueError("must not contain control characters (line breaks, tabs...)")
-    return value
-
-
 def _body_size(value: str) -> str:
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > MAX_BODY_BYTES:
@@ -69,42 +63,61 @@ def _no_surrogates(value: str) -> str:
     return value
 
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+#: What an email address must look like: something@domain.tld, with no whitespace or
+#: control character anywhere. The OpenAPI schema carries the same pattern.
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]+$"
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def normalize_email(value: str) -> str:
-    """Return an email address as accounts are keyed: trimmed and lower-cased."""
-    return value.strip().lower()
+    """Return an email address as accounts are keyed: ASCII letters lower-cased.
 
-
-def _email(value: str) -> str:
-    value = normalize_email(_no_surrogates(_no_control_characters(value)))
-    if len(value) > MAX_EMAIL or not _EMAIL.fullmatch(value):
-        raise ValueError("must be an email address such as ada@example.org")
-    return value
+    Only ASCII: other letters keep their case, so the length never changes and no two
+    scripts' case rules can make two different addresses one.
+    """
+    return value.translate(_ASCII_LOWER)
 
 
 def _unique_tags(value: list[str]) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+#: One line of text with at least one visible character: no control character anywhere.
+#: Checked before surrounding whitespace is trimmed, so the OpenAPI schema says exactly
+#: what is accepted.
+LINE_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+#: Any text but NUL, which no backend stores in a text column.
+TEXT_PATTERN = r"^[^\x00]*$"
+
+
+def _strip(value: str) -> str:
+    return value.strip()
+
+
 Title = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE),
-    AfterValidator(_no_control_characters),
+    StringConstraints(max_length=MAX_TITLE, pattern=LINE_PATTERN),
+    AfterValidator(_no_surrogates),
+    AfterValidator(_strip),
+]
+Body = Annotated[
+    str,
+    StringConstraints(max_length=MAX_BODY_BYTES, pattern=TEXT_PATTERN),
+    AfterValidator(_body_size),
     AfterValidator(_no_surrogates),
 ]
-Body = Annotated[str, AfterValidator(_body_size), AfterValidator(_no_surrogates)]
 Tag = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG),
-    AfterValidator(_no_control_characters),
+    StringConstraints(max_length=MAX_TAG, pattern=LINE_PATTERN),
     AfterValidator(_no_surrogates),
+    AfterValidator(_strip),
 ]
 Email = Annotated[
     str,
-    StringConstraints(min_length=3, max_length=MAX_EMAIL + 100),
-    AfterValidator(_email),
+    StringConstraints(min_length=5, max_length=MAX_EMAIL, pattern=EMAIL_PATTERN),
+    AfterValidator(_no_surrogates),
+    AfterValidator(normalize_email),
 ]
 Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique_tags)]
@@ -124,10 +137,19 @@ class NoteIn(BaseModel):
     )
 
 
+def _without_nulls(schema: dict[str, Any]) -> None:
+    """Describe optional fields as absent-or-a-value: null is refused, so it is no option."""
+    for name, prop in schema.get("properties", {}).items():
+        options = [option for option in prop.get("anyOf", ()) if option != {"type": "null"}]
+        if len(options) == 1 and "anyOf" in prop:
+            rest = {key: value for key, value in prop.items() if key not in {"anyOf", "default"}}
+            schema["properties"][name] = {**options[0], **rest}
+
+
 class NotePatch(BaseModel):
     """The fields a PATCH changes; the others keep their value. None is not a value."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_without_nulls)
 
     title: Title | None = None
     body: Body | None = None
@@ -203,7 +225,10 @@ class Registration(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: Email = Field(description="Trimmed and lower-cased; one account per address.")
+    email: Email = Field(
+        description="An address such as ada@example.org; ASCII letters are lower-cased, "
+        "and an address has one account."
+    )
     password: Password = Field(description="8 to 256 characters, any characters.")
 
 

@@ -57,13 +57,17 @@ _Timestamp = sa.DateTime(timezone=True).with_variant(
 )
 _Body = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 _Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Compared byte for byte: MySQL's default collations would make "a@x.org" and "á@X.org" one.
+_Email = sa.String(254).with_variant(
+    mysql.VARCHAR(254, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
 
 users = sa.Table(
     "users",
     metadata,
     sa.Column("id", _Id, primary_key=True, autoincrement=True),
     # Lower-cased; 254 is the longest address SMTP carries.
-    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("email", _Email, nullable=False, unique=True),
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("created_at", _Timestamp, nullable=False),
 )

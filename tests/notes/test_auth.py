@@ -65,7 +65,7 @@ async def stored_hash(database: aiodatabases.Database, email: str = EMAIL) -> st
 
 async def test_register_then_log_in_and_read_me(anonymous: httpx.AsyncClient) -> None:
     """A registered account logs in with a form and /api/users/me answers who it is."""
-    user = await register(anonymous, email="  Ada@Example.ORG ")
+    user = await register(anonymous, email="Ada@Example.ORG")
     assert user["email"] == EMAIL
     assert set(user) == {"id", "email", "created_at"}
     pair = await tokens_of(anonymous)

@@ -16,7 +16,8 @@ __all__ = ["auth_router", "users_router"]
 
 _PROBLEM: dict[str, Any] = {"model": Problem, "content": {"application/problem+json": {}}}
 _VALIDATION: dict[int | str, dict[str, Any]] = {
-    422: {**_PROBLEM, "description": "The request is not valid."}
+    400: {**_PROBLEM, "description": "The body cannot be parsed (not JSON, not UTF-8)."},
+    422: {**_PROBLEM, "description": "The request is not valid."},
 }
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {

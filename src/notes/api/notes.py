@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
 from ..deps import Repository
 from ..pagination import Sort
 from ..repository import ListQuery
-from ..schemas import MAX_BATCH, Note, NoteBatch, NoteIn, NotePage, NotePatch, Problem
+from ..schemas import MAX_BATCH, Note, NoteBatch, NoteIn, NotePage, NotePatch, Problem, Tag
 
 __all__ = ["router"]
 
@@ -25,6 +25,7 @@ router = APIRouter(
             "description": "No valid access token (see WWW-Authenticate).",
             "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
         },
+        400: {**_PROBLEM, "description": "The body cannot be parsed (not JSON, not UTF-8)."},
         422: {**_PROBLEM, "description": "The request is not valid."},
     },
 )
@@ -38,6 +39,8 @@ IfMatch = Annotated[
         "A stale ETag gets 412 and nothing is changed."
     ),
 ]
+#: A note id: the key of a 64-bit signed column, so the database never sees one too large.
+NoteId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The note's id.")]
 IfNoneMatch = Annotated[
     str | None, Header(description="Answer 304 Not Modified when the ETag is still current.")
 ]
@@ -106,7 +109,18 @@ async def create_notes(batch: NoteBatch, repository: Repository) -> list[Note]:
     return await repository.create_many(batch.notes)
 
 
-@router.get("", response_model=NotePage, summary="List, filter and search notes")
+@router.get(
+    "",
+    response_model=NotePage,
+    summary="List, filter and search notes",
+    responses={
+        400: {
+            **_PROBLEM,
+            "description": "A cursor that is not one given, or made for another sort; a "
+            "cursor with an offset; sort=relevance without q.",
+        }
+    },
+)
 async def list_notes(
     request: Request,
     response: Response,
@@ -125,7 +139,7 @@ async def list_notes(
     ] = None,
     completed: Annotated[bool | None, Query(description="Only (un)completed notes.")] = None,
     tag: Annotated[
-        list[str] | None,
+        list[Tag] | None,
         Query(max_length=20, description="Only notes with this tag (repeat: all of them)."),
     ] = None,
     q: Annotated[
@@ -169,7 +183,7 @@ async def list_notes(
     },
 )
 async def get_note(
-    note_id: int, response: Response, repository: Repository, if_none_match: IfNoneMatch = None
+    note_id: NoteId, response: Response, repository: Repository, if_none_match: IfNoneMatch = None
 ) -> Any:
     """Return a note with its ETag; 304 when the client's copy (If-None-Match) is current."""
     note = await repository.get(note_id)
@@ -190,7 +204,7 @@ _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.put("/{note_id}", response_model=Note, summary="Replace a note", responses=_WRITE_RESPONSES)
 async def replace_note(
-    note_id: int,
+    note_id: NoteId,
     note: NoteIn,
     response: Response,
     repository: Repository,
@@ -208,7 +222,7 @@ async def replace_note(
     responses=_WRITE_RESPONSES,
 )
 async def patch_note(
-    note_id: int,
+    note_id: NoteId,
     patch: NotePatch,
     response: Response,
     repository: Repository,
@@ -227,7 +241,9 @@ async def patch_note(
     summary="Delete a note",
     responses={k: v for k, v in _WRITE_RESPONSES.items() if k != 413},
 )
-async def delete_note(note_id: int, repository: Repository, if_match: IfMatch = None) -> Response:
+async def delete_note(
+    note_id: NoteId, repository: Repository, if_match: IfMatch = None
+) -> Response:
     """Delete a note and its tags; with If-Match, only if it has not changed since."""
     await repository.delete(note_id, versions=_versions(note_id, if_match))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

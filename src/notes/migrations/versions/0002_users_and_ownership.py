@@ -25,6 +25,9 @@ _TIMESTAMP = sa.DateTime(timezone=True).with_variant(
     mysql.DATETIME(timezone=True, fsp=6), "mysql", "mariadb"
 )
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_EMAIL = sa.String(254).with_variant(
+    mysql.VARCHAR(254, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
 
 _LISTING_COLUMNS = ("created_at", "updated_at", "title", "completed")
 
@@ -56,7 +59,7 @@ def upgrade() -> None:
     op.create_table(
         "users",
         sa.Column("id", _ID, autoincrement=True),
-        sa.Column("email", sa.String(254), nullable=False),
+        sa.Column("email", _EMAIL, nullable=False),
         sa.Column("password_hash", sa.String(255), nullable=False),
         sa.Column("created_at", _TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_users"),
