@@ -429,3 +429,16 @@ def test_a_short_secret_is_refused() -> None:
     """A signing secret under 32 characters is a configuration error."""
     with pytest.raises(ValueError, match="jwt_secret"):
         Settings(jwt_secret=SecretStr("short"))
+
+
+async def test_emails_differ_by_accent_but_not_by_ascii_case(anonymous: httpx.AsyncClient) -> None:
+    """On every backend: "Ada@" is "ada@", while "adá@" is another account (no collation)."""
+    await register(anonymous, email="ada@example.org")
+    clash = await anonymous.post(
+        "/api/auth/register", json={"email": "ADA@EXAMPLE.ORG", "password": PASSWORD}
+    )
+    assert_problem(clash, 409)
+    await register(anonymous, email="adá@example.org", password="the accented one")
+    assert (await login(anonymous, "adá@example.org", "the accented one")).status_code == 200
+    assert_problem(await login(anonymous, "adá@example.org", PASSWORD), 401)
+    assert (await login(anonymous, "Ada@Example.org", PASSWORD)).status_code == 200
