@@ -14,12 +14,17 @@ __all__ = ["NoteForm", "field_errors", "read_note_form", "read_registration"]
 
 #: Messages for the errors a person is likely to make, by (field, pydantic error type).
 _MESSAGES = {
-    ("title", "string_too_short"): "Give the note a title.",
-    ("title", "missing"): "Give the note a title.",
+    ("title", "string_too_short"): "Give the note a title, on one line.",
+    ("title", "missing"): "Give the note a title, on one line.",
     ("title", "string_too_long"): f"A title has at most {MAX_TITLE} characters.",
     ("tags", "too_long"): f"A note has at most {MAX_TAGS} tags.",
     ("tags", "string_too_long"): f"A tag has at most {MAX_TAG} characters.",
-    ("email", "string_too_short"): "Enter your email address.",
+    # Patterns of the schemas: a person gets a sentence, never the regular expression.
+    ("title", "string_pattern_mismatch"): "Give the note a title, on one line.",
+    ("title", "control_characters"): "Give the note a title, on one line.",
+    ("tags", "string_pattern_mismatch"): "A tag is one line of text.",
+    ("tags", "control_characters"): "A tag is one line of text.",
+    ("body", "string_pattern_mismatch"): "The body cannot contain NUL characters.",
     ("email", "missing"): "Enter your email address.",
     ("password", "string_too_short"): f"A password has at least {MIN_PASSWORD} characters.",
     ("password", "missing"): f"A password has at least {MIN_PASSWORD} characters.",
@@ -36,6 +41,10 @@ def field_errors(error: ValidationError) -> dict[str, str]:
         if name in messages:
             continue
         message = _MESSAGES.get((name, item["type"]))
+        if message is None and name == "email":
+            message = "Enter an email address such as ada@example.org."
+        if message is None and item["type"] == "string_pattern_mismatch":
+            message = "This contains characters that are not allowed here."
         if message is None:
             text = str(item.get("msg", "is not valid"))
             text = text.removeprefix("Value error, ")

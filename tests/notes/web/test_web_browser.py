@@ -71,7 +71,7 @@ def test_a_user_signs_up_writes_finds_edits_toggles_deletes_a_note_and_logs_out(
     wait_for_path(browser, live_server, "/notes/new")
     fill(browser, "body", "From the **corner shop**")
     submit(browser)  # without a title: the form comes back with the message by the field
-    assert browser.find_element(By.ID, "title-error").text == "Give the note a title."
+    assert browser.find_element(By.ID, "title-error").text == "Give the note a title, on one line."
     assert browser.find_element(By.ID, "body").get_attribute("value") == "From the **corner shop**"
     screenshot(browser, screenshots, "note-form-errors")
     fill(browser, "title", "Buy oat milk")
