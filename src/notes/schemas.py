@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -11,8 +12,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "LINE_PATTERN",
@@ -91,33 +94,70 @@ LINE_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 TEXT_PATTERN = r"^[^\x00]*$"
 
 
-def _strip(value: str) -> str:
+_LINE = re.compile(LINE_PATTERN)
+_TEXT = re.compile(TEXT_PATTERN)
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
+def _line(value: str) -> str:
+    """Refuse control characters and blank lines; trim surrounding whitespace."""
+    if not _LINE.fullmatch(value):
+        if not value.strip():
+            raise PydanticCustomError(
+                "string_too_short", "String should have at least 1 character", {"min_length": 1}
+            )
+        raise PydanticCustomError(
+            "control_characters", "must not contain control characters (line breaks, tabs...)"
+        )
     return value.strip()
 
 
+def _text(value: str) -> str:
+    if not _TEXT.fullmatch(value):
+        raise PydanticCustomError("nul_character", "must not contain NUL characters")
+    return value
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.fullmatch(value):
+        raise PydanticCustomError(
+            "email", "must be an email address such as ada@example.org, without spaces"
+        )
+    return normalize_email(value)
+
+
+# Each type validates with readable errors, and states its rules in the OpenAPI schema as
+# a pattern: the same regular expression, so that the schema says exactly what is accepted.
 Title = Annotated[
     str,
-    StringConstraints(max_length=MAX_TITLE, pattern=LINE_PATTERN),
+    StringConstraints(max_length=MAX_TITLE),
     AfterValidator(_no_surrogates),
-    AfterValidator(_strip),
+    AfterValidator(_line),
+    WithJsonSchema({"type": "string", "maxLength": MAX_TITLE, "pattern": LINE_PATTERN}),
 ]
 Body = Annotated[
     str,
-    StringConstraints(max_length=MAX_BODY_BYTES, pattern=TEXT_PATTERN),
+    StringConstraints(max_length=MAX_BODY_BYTES),
+    AfterValidator(_text),
     AfterValidator(_body_size),
     AfterValidator(_no_surrogates),
+    WithJsonSchema({"type": "string", "maxLength": MAX_BODY_BYTES, "pattern": TEXT_PATTERN}),
 ]
 Tag = Annotated[
     str,
-    StringConstraints(max_length=MAX_TAG, pattern=LINE_PATTERN),
+    StringConstraints(max_length=MAX_TAG),
     AfterValidator(_no_surrogates),
-    AfterValidator(_strip),
+    AfterValidator(_line),
+    WithJsonSchema({"type": "string", "maxLength": MAX_TAG, "pattern": LINE_PATTERN}),
 ]
 Email = Annotated[
     str,
-    StringConstraints(min_length=5, max_length=MAX_EMAIL, pattern=EMAIL_PATTERN),
+    StringConstraints(min_length=5, max_length=MAX_EMAIL),
     AfterValidator(_no_surrogates),
-    AfterValidator(normalize_email),
+    AfterValidator(_email),
+    WithJsonSchema(
+        {"type": "string", "minLength": 5, "maxLength": MAX_EMAIL, "pattern": EMAIL_PATTERN}
+    ),
 ]
 Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique_tags)]
