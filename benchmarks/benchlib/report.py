@@ -133,7 +133,7 @@ def render(data: Collected) -> str:
         lines.append(f"- {name}: {text}")
     lines.append(
         f"- repetitions: {data.reps}, interleaved (each repetition runs every contender once, "
-        "in the order below), one fresh process and database file per contender per "
+        "in the order below), one fresh process and database per contender per "
         "repetition; every figure is the median over repetitions"
     )
     lines.append(
