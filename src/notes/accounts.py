@@ -214,8 +214,8 @@ class AccountsRepository:
 
     # -- failed logins ----------------------------------------------------------------------
 
-    async def failures(self, email_hash: str, since: dt.datetime) -> tuple[int, dt.datetime | None]:
-        """Return the failed logins of an account name in the window that began after since."""
+    async def attempts(self, email_hash: str, since: dt.datetime) -> tuple[int, dt.datetime | None]:
+        """Return the login attempts of an account name, and when its window began after since."""
         row = await self._database.fetch_one(
             sa.select(login_failures.c.failures, login_failures.c.window_started_at).where(
                 login_failures.c.email_hash == email_hash,
@@ -226,35 +226,46 @@ class AccountsRepository:
             return 0, None
         return row["failures"], row["window_started_at"]
 
-    async def record_failure(self, email_hash: str, now: dt.datetime, since: dt.datetime) -> None:
-        """Count one failed login; a window that began before since starts again at now."""
+    async def count_attempt(self, email_hash: str, now: dt.datetime, since: dt.datetime) -> None:
+        """Count one login attempt against an account name.
+
+        A window that began before since starts again at now. Counting is one atomic
+        ``UPDATE ... SET failures = failures + 1``, so concurrent attempts all count.
+        """
+        key = login_failures.c.email_hash == email_hash
         bump = (
             login_failures.update()
-            .where(
-                login_failures.c.email_hash == email_hash,
-                login_failures.c.window_started_at > since,
-            )
+            .where(key, login_failures.c.window_started_at > since)
             .values(failures=login_failures.c.failures + 1)
         )
-        for _ in range(3):
-            if await self._database.execute(bump):
-                return
+        restart = (
+            login_failures.update()
+            .where(key, login_failures.c.window_started_at <= since)
+            .values(failures=1, window_started_at=now)
+        )
+        start = login_failures.insert().values(
+            email_hash=email_hash, failures=1, window_started_at=now
+        )
+        # Single-row statements, each atomic on its own: no transaction spans them, so that
+        # concurrent attempts never hold locks against each other for long. A statement that
+        # loses a race (a duplicate key, a deadlock) is followed by the next round.
+        for _ in range(5):
             try:
-                async with self._database.transaction():
-                    await self._database.execute(
-                        login_failures.delete().where(login_failures.c.email_hash == email_hash)
-                    )
-                    await self._database.execute(
-                        login_failures.insert().values(
-                            email_hash=email_hash, failures=1, window_started_at=now
-                        )
-                    )
+                if await self._database.execute(bump) or await self._database.execute(restart):
+                    return
+                await self._database.execute(start)
                 return
             except aiodatabases.IntegrityError:
                 continue  # another request started the window meanwhile: count in it
+            except aiodatabases.DatabaseError as exc:
+                if not exc.retryable:
+                    raise
+        raise aiodatabases.OperationalError(
+            "count_attempt(): the attempt could not be counted after 5 rounds of contention"
+        )
 
     async def clear_failures(self, email_hash: str) -> None:
-        """Forget the failed logins of an account name (after a successful login)."""
+        """Forget the attempts of an account name (after a successful login)."""
         await self._database.execute(
             login_failures.delete().where(login_failures.c.email_hash == email_hash)
         )

@@ -94,15 +94,13 @@ class Auth:
         """
         accounts = AccountsRepository(database)
         key = _email_key(email)
-        await self._check_throttle(accounts, key)
+        await self._count_attempt(accounts, key)
         account = await accounts.find_by_email(normalize_email(email))
         stored = account.password_hash if account is not None else None
         # Verified first, always: without an account it runs against a dummy hash, so that
         # an unknown email takes as long as a wrong password.
         matched = await self.passwords.verify(stored, password)
         if account is None or not matched:
-            now = self._clock()
-            await accounts.record_failure(key, now, now - self._window)
             raise UnauthorizedError(BAD_LOGIN)
         await accounts.clear_failures(key)
         if self.passwords.needs_rehash(account.password_hash):
@@ -110,10 +108,17 @@ class Auth:
             logger.info("rehashed the password of user %d with current parameters", account.id)
         return await self._open_session(accounts, account)
 
-    async def _check_throttle(self, accounts: AccountsRepository, key: str) -> None:
+    async def _count_attempt(self, accounts: AccountsRepository, key: str) -> None:
+        """Count an attempt before checking it, and refuse it past the limit.
+
+        Counted first, so that concurrent attempts cannot all slip under the limit before
+        any of them is recorded; a success clears the count.
+        """
         now = self._clock()
-        failures, started = await accounts.failures(key, now - self._window)
-        if started is not None and failures >= self._max_failures:
+        since = now - self._window
+        await accounts.count_attempt(key, now, since)
+        attempts, started = await accounts.attempts(key, since)
+        if started is not None and attempts > self._max_failures:
             wait = (started + self._window - now).total_seconds()
             raise TooManyRequestsError(
                 "too many failed logins for this account; try again later",
@@ -191,14 +196,13 @@ class Auth:
         """
         accounts = AccountsRepository(database)
         key = _email_key(caller.user.email)
-        await self._check_throttle(accounts, key)
+        await self._count_attempt(accounts, key)
         account = await accounts.find_by_email(caller.user.email)
         stored = account.password_hash if account is not None else None
         matched = await self.passwords.verify(stored, current)
         if account is None or not matched:
-            now = self._clock()
-            await accounts.record_failure(key, now, now - self._window)
             raise ForbiddenError("the current password is wrong")
+        await accounts.clear_failures(key)
         await accounts.set_password_hash(account.id, await self.passwords.hash(new))
         await accounts.revoke_other_sessions(account.id, caller.session_id, self._clock())
         logger.info("user %d changed their password", account.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -442,3 +443,19 @@ async def test_emails_differ_by_accent_but_not_by_ascii_case(anonymous: httpx.As
     assert (await login(anonymous, "adá@example.org", "the accented one")).status_code == 200
     assert_problem(await login(anonymous, "adá@example.org", PASSWORD), 401)
     assert (await login(anonymous, "Ada@Example.org", PASSWORD)).status_code == 200
+
+
+async def test_concurrent_attempts_cannot_slip_past_the_throttle(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    """30 wrong passwords at once: at most 10 are checked, the rest get 429, and so does the
+    right password afterwards."""
+    await register(anonymous)
+    responses = await asyncio.gather(
+        *(login(anonymous, password=f"wrong password {index}") for index in range(30))
+    )
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses.count(401) <= 10
+    assert statuses.count(429) >= 20
+    assert set(statuses) <= {401, 429}
+    assert (await login(anonymous)).status_code == 429
