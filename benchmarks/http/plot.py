@@ -55,7 +55,8 @@ def draw(backend: str, summary: dict[str, dict[str, dict[str, float]]], out: Pat
     top.set_ylabel("requests/s (median, min-max)")
     top.set_title(f"Notes routes over HTTP on {backend}: uvicorn, 1 worker, wrk -c64")
     top.legend(fontsize=8, ncol=2)
-    bottom.set_ylabel("latency ms: p50 (solid), p99 (light)")
+    bottom.set_yscale("log")
+    bottom.set_ylabel("latency ms, log scale: p50 (solid), p99 (light)")
     fig.tight_layout()
     path = out / f"http-{backend}.png"
     fig.savefig(path, dpi=110)
