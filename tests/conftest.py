@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+import aiodatabases
 
 #: The placeholder parameter that stands for "a fresh SQLite file in tmp_path".
 SQLITE_FILE = "sqlite-file"
@@ -122,3 +125,63 @@ def slow_sql(sqlite_rows_per_second: float) -> Callable[[str, float], str]:
         )
 
     return build
+
+
+def _tables_of_the_suites() -> list[str]:
+    """Names of every table the test packages create on a server, children before parents."""
+    from notes.tables import metadata as notes_metadata
+    from tests.aiodatabases.tables import ALL_TABLES
+
+    names = [table.name for table in reversed(notes_metadata.sorted_tables)]
+    names += ["alembic_version"]
+    names += [table.name for table in reversed(ALL_TABLES) if table.name not in names]
+    return names
+
+
+async def _drop_suite_tables(url: str, names: list[str]) -> None:
+    async with aiodatabases.Database(url) as database:
+        dialect = database.url.dialect
+        async with database.connection() as connection:
+            if dialect == "postgresql":
+                for name in names:
+                    await connection.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')
+            else:
+                # A table of one suite may hold a foreign key to a table of the other, left
+                # by an interrupted run; order does not matter with the checks off.
+                await connection.execute("SET FOREIGN_KEY_CHECKS = 0")
+                try:
+                    for name in names:
+                        await connection.execute(f"DROP TABLE IF EXISTS `{name}`")
+                finally:
+                    await connection.execute("SET FOREIGN_KEY_CHECKS = 1")
+
+
+def _reachable_server_urls() -> list[str]:
+    urls = []
+    for url in env_urls():
+        address = _server_address(url)
+        if address is None:
+            continue
+        try:
+            with socket.create_connection(address, timeout=3):
+                urls.append(url)
+        except OSError:
+            continue  # the tests that use it skip or fail with the reason
+    return urls
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_server_databases() -> Iterator[None]:
+    """Start and end the run with none of the suites' tables on the test servers.
+
+    Both test packages create tables with the same names (``users``, ``notes``) on the same
+    server databases; a run that was interrupted, or one package's tables left beside the
+    other's, would otherwise fail the next run's set-up on a foreign key.
+    """
+    urls = _reachable_server_urls()
+    names = _tables_of_the_suites()
+    for url in urls:
+        asyncio.run(_drop_suite_tables(url, names))
+    yield
+    for url in urls:
+        asyncio.run(_drop_suite_tables(url, names))
