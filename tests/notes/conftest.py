@@ -77,8 +77,25 @@ def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def drop_migrated_schemas_at_the_end() -> Iterator[None]:
+    """Drop the notes schema from every server database migrated in this run, at its end.
+
+    Other test packages create tables of the same names (users, notes) in the same databases:
+    a run must leave none behind.
+    """
+    yield
+    for url in list(_MIGRATED):
+        reset_server_database(url)
+
+
 @pytest.fixture
-def notes_url(database_url: str, migrated_sqlite_template: Path, tmp_path: Path) -> Iterator[str]:
+def notes_url(
+    database_url: str,
+    migrated_sqlite_template: Path,
+    tmp_path: Path,
+    drop_migrated_schemas_at_the_end: None,
+) -> Iterator[str]:
     """A database URL per backend with the notes schema at head and no notes."""
     if database_url.startswith("sqlite"):
         path = tmp_path / "notes.db"
