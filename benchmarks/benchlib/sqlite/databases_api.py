@@ -25,6 +25,7 @@ from ..common import COLUMNS, INSERT_COLUMNS, Bench, Inputs, read_sink, split
 from .core_schema import bulk, events, items
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM items WHERE id = :id"
+SELECT_MANY = f"SELECT {COLUMNS} FROM items WHERE id <= :last"
 _VALUES = "(:name, :active, :created_at, :score)"
 INSERT_EVENT = f"INSERT INTO events ({INSERT_COLUMNS}) VALUES {_VALUES}"
 INSERT_BULK = f"INSERT INTO bulk ({INSERT_COLUMNS}) VALUES {_VALUES}"
@@ -60,6 +61,14 @@ async def run(bench: Bench, target: dict[str, Any]) -> None:
         last: object = None
         for _ in reps:
             rows = await db.fetch_all(select(items).where(items.c.id <= fetch_rows))
+            for r in rows:
+                last = (r["id"], r["name"], r["active"], r["created_at"], r["score"])
+        read_sink(last)
+
+    async def fetch_raw_by_name(reps: Sequence[int]) -> None:
+        last: object = None
+        for _ in reps:
+            rows = await db.fetch_all(SELECT_MANY, {"last": fetch_rows})
             for r in rows:
                 last = (r["id"], r["name"], r["active"], r["created_at"], r["score"])
         read_sink(last)
@@ -105,6 +114,7 @@ async def run(bench: Bench, target: dict[str, Any]) -> None:
         fetchers = [("by_name", fetch_by_name)]
         if bench.options.get("attr") == "1":
             fetchers.append(("by_attr", fetch_by_attr))
+        fetchers.append(("raw_by_name", fetch_raw_by_name))
         for variant, fetch in fetchers:
             await bench.measure(
                 "b_fetch_rows",
