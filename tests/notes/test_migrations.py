@@ -28,8 +28,13 @@ from .conftest import add_user, reset_server_database
 Snapshot = dict[str, Any]
 
 #: Search structures that Alembic's comparison cannot see (virtual tables, expression or
-#: dialect-only indexes); the snapshot comparison covers them instead.
-_SEARCH_OBJECTS = {"ix_notes_search", "ix_notes_fulltext", "ix_notes_fulltext_title"}
+#: dialect-only indexes, PostgreSQL's generated column); the snapshot comparison covers them.
+_SEARCH_OBJECTS = {
+    "ix_notes_search",
+    "ix_notes_fulltext",
+    "ix_notes_fulltext_title",
+    "search_vector",
+}
 
 
 @pytest.fixture
@@ -166,6 +171,8 @@ def test_current_follows_upgrade_and_downgrade(empty_url: str) -> None:
     migrate.upgrade(empty_url)
     assert migrate.current(empty_url) == (migrate.head(),)
     migrate.downgrade(empty_url, "-1")
+    assert migrate.current(empty_url) == ("0002",)
+    migrate.downgrade(empty_url, "-1")
     assert migrate.current(empty_url) == ("0001",)
     migrate.downgrade(empty_url, "base")
     assert migrate.current(empty_url) == ()
@@ -288,3 +295,40 @@ def test_downgrading_ownership_keeps_every_note_and_search(empty_url: str) -> No
             return int(connection.execute(sa.text(query)).scalar_one())
 
         assert migrate.run_with_connection(empty_url, search) == 2
+
+
+def test_postgresql_search_vector_covers_notes_older_than_the_column(empty_url: str) -> None:
+    """The column is computed for existing notes, follows writes, and 0002 finds them again."""
+    if not empty_url.startswith("postgresql"):
+        pytest.skip("the stored search vector exists on PostgreSQL only")
+    migrate.upgrade(empty_url, "0001")
+    migrate.run_with_connection(empty_url, _insert_note_at_0001)
+    migrate.upgrade(empty_url)
+
+    def matches(column: str, word: str) -> Any:
+        def run(connection: sa.Connection) -> list[str]:
+            query = f"SELECT title FROM notes WHERE {column} @@ plainto_tsquery('simple', :word)"
+            return list(connection.execute(sa.text(query), {"word": word}).scalars())
+
+        return run
+
+    assert migrate.run_with_connection(empty_url, matches("search_vector", "quokka")) == [
+        "older than accounts"
+    ]
+
+    def rewrite(connection: sa.Connection) -> None:
+        connection.execute(sa.text("UPDATE notes SET body = 'platypus'"))
+
+    migrate.run_with_connection(empty_url, rewrite)
+    assert migrate.run_with_connection(empty_url, matches("search_vector", "quokka")) == []
+    assert migrate.run_with_connection(empty_url, matches("search_vector", "platypus")) == [
+        "older than accounts"
+    ]
+    migrate.downgrade(empty_url, "0002")
+    expression = (
+        "(setweight(to_tsvector('simple'::regconfig, title), 'A') || "
+        "setweight(to_tsvector('simple'::regconfig, body), 'B'))"
+    )
+    assert migrate.run_with_connection(empty_url, matches(expression, "platypus")) == [
+        "older than accounts"
+    ]
