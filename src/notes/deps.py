@@ -27,8 +27,12 @@ __all__ = [
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 
-def get_auth(request: Request) -> Auth:
-    """Return the application's account operations."""
+async def get_auth(request: Request) -> Auth:
+    """Return the application's account operations.
+
+    Dependencies here are coroutine functions, even those that do no I/O: FastAPI runs a
+    plain function in a worker thread on every request, which costs more than the work.
+    """
     auth: Auth = request.app.state.auth
     return auth
 
@@ -54,7 +58,9 @@ async def get_caller(
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def get_repository(request: Request, database: DatabaseDep, caller: CallerDep) -> NotesRepository:
+async def get_repository(
+    request: Request, database: DatabaseDep, caller: CallerDep
+) -> NotesRepository:
     """Return the notes repository of this request: it sees the caller's notes only."""
     clock = getattr(request.app.state, "clock", utc_now)
     return NotesRepository(database, owner_id=caller.user.id, clock=clock)

@@ -76,12 +76,20 @@ def lifespan(
     return run
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     """Return the application's database (a dependency).
+
+    It is a coroutine function so that FastAPI calls it on the event loop: a plain function
+    dependency would be sent to a worker thread on every request, a thread hop (and a wait
+    for the GIL) that costs far more than the lookup.
 
     Raises:
         InterfaceError: No database was stored on ``app.state`` (the lifespan did not run).
     """
+    return _app_database(request)
+
+
+def _app_database(request: Request) -> Database:
     database = getattr(request.app.state, STATE_ATTRIBUTE, None)
     if not isinstance(database, Database):
         raise InterfaceError(
@@ -93,7 +101,7 @@ def get_database(request: Request) -> Database:
 
 async def get_connection(request: Request) -> AsyncIterator[Connection]:
     """Hold one connection for the route (a dependency); released before the response."""
-    async with get_database(request).connection() as connection:
+    async with _app_database(request).connection() as connection:
         yield connection
 
 
@@ -102,7 +110,7 @@ async def get_transaction(request: Request) -> AsyncIterator[Transaction]:
 
     The route's queries through the database run in it; an exception rolls it back.
     """
-    async with get_database(request).transaction() as transaction:
+    async with _app_database(request).transaction() as transaction:
         yield transaction
 
 
@@ -147,7 +155,7 @@ def transaction_dependency(database: Database | None = None, **options: Any) -> 
     Transaction(_no_connection, **options)  # validates the options now, not per request
 
     async def dependency(request: Request) -> AsyncIterator[Transaction]:
-        chosen = database if database is not None else get_database(request)
+        chosen = database if database is not None else _app_database(request)
         async with chosen.transaction(**options) as transaction:
             yield transaction
 

@@ -74,7 +74,7 @@ async def get_browser(request: Request, database: DatabaseDep) -> Browser:
 BrowserDep = Annotated[Browser, Depends(get_browser)]
 
 
-def require_caller(browser: BrowserDep) -> Caller:
+async def require_caller(browser: BrowserDep) -> Caller:
     """Return the logged-in caller; without one, the page redirects to the login page."""
     if browser.caller is None:
         raise LoginRequiredError
@@ -84,7 +84,7 @@ def require_caller(browser: BrowserDep) -> Caller:
 CallerDep = Annotated[Caller, Depends(require_caller)]
 
 
-def get_notes(request: Request, database: DatabaseDep, caller: CallerDep) -> NotesRepository:
+async def get_notes(request: Request, database: DatabaseDep, caller: CallerDep) -> NotesRepository:
     """Return the notes repository of the logged-in user: it sees their notes only."""
     clock = getattr(request.app.state, "clock", utc_now)
     return NotesRepository(database, owner_id=caller.user.id, clock=clock)
