@@ -1,37 +1,21 @@
 """Contenders with the ``databases`` API on a server: aiodatabases and encode's databases 0.9.
 
-The same code drives both; the worker option ``lib`` names the module to import
-(``aiodatabases`` or ``databases``) and ``scheme`` the URL scheme (``postgresql+asyncpg``,
-``mysql+asyncmy`` ...) put in front of the prepared database's address. The pool is capped at
-10 connections (``max_size=10``, as for every pooled contender); everything else is the
-library's default.
-
-Variants: ``raw`` passes a raw SQL string with ``:name`` parameters and a ``values`` dict;
-``core`` builds a SQLAlchemy Core statement on every call. Both go through the ``Database``
-object with no explicit connection, as an application would. With the option ``conn`` set to
-``1`` (aiodatabases), workload (a) also runs ``conn_raw``: the raw loop inside ``async with
-database.connection():``. Workload (b) reads every field by name (``row["col"]``) and, with
-``attr`` set to ``1``, also by attribute (``row.col``). Timestamps are passed as ``datetime``
-objects everywhere (the server drivers take no text for a timestamp parameter).
+The worker option ``lib`` names the module to import (``aiodatabases`` or ``databases``) and
+``scheme`` the URL scheme (``postgresql+asyncpg``, ``mysql+asyncmy`` ...) put in front of the
+prepared database's address. The pool is capped at 10 connections (``max_size=10``, as for
+every pooled contender); everything else is the library's default. Timestamps are passed as
+``datetime`` objects everywhere (the server drivers take no text for a timestamp parameter).
+The workloads are in :mod:`benchlib.databases_workloads`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from ..common import Bench, RowData
+from ..databases_workloads import run_workloads
 
-from ..common import COLUMNS, INSERT_COLUMNS, Bench, Inputs, read_sink, split
-from ..core_schema import bulk, events, items
-
-SELECT_ONE = f"SELECT {COLUMNS} FROM items WHERE id = :id"
-SELECT_MANY = f"SELECT {COLUMNS} FROM items WHERE id <= :last"
-_VALUES = "(:name, :active, :created_at, :score)"
-INSERT_EVENT = f"INSERT INTO events ({INSERT_COLUMNS}) VALUES {_VALUES}"
-INSERT_BULK = f"INSERT INTO bulk ({INSERT_COLUMNS}) VALUES {_VALUES}"
 POOL_SIZE = 10
 
 
@@ -39,119 +23,7 @@ async def run(bench: Bench, target: dict[str, Any]) -> None:
     """Run every workload against the prepared database with the library named by ``lib``."""
     lib = importlib.import_module(bench.options["lib"])
     url = bench.options["scheme"] + "://" + target["url"].split("://", 1)[1]
-    inputs = Inputs.build(bench.sizes)
-    sizes = bench.sizes
-    fetch_rows = sizes.fetch_rows
-    tasks = sizes.concurrent_tasks
     db = lib.Database(url, max_size=POOL_SIZE)
     bench.info["pool"] = f"max_size={POOL_SIZE}"
     await db.connect()
-
-    async def point_raw(ids: Sequence[int]) -> None:
-        for i in ids:
-            await db.fetch_one(SELECT_ONE, {"id": i})
-
-    async def point_core(ids: Sequence[int]) -> None:
-        for i in ids:
-            await db.fetch_one(select(items).where(items.c.id == i))
-
-    async def point_conn_raw(ids: Sequence[int]) -> None:
-        async with db.connection() as conn:
-            for i in ids:
-                await conn.fetch_one(SELECT_ONE, {"id": i})
-
-    async def fetch_by_name(reps: Sequence[int]) -> None:
-        last: object = None
-        for _ in reps:
-            rows = await db.fetch_all(select(items).where(items.c.id <= fetch_rows))
-            for r in rows:
-                last = (r["id"], r["name"], r["active"], r["created_at"], r["score"])
-        read_sink(last)
-
-    async def fetch_raw_by_name(reps: Sequence[int]) -> None:
-        last: object = None
-        for _ in reps:
-            rows = await db.fetch_all(SELECT_MANY, {"last": fetch_rows})
-            for r in rows:
-                last = (r["id"], r["name"], r["active"], r["created_at"], r["score"])
-        read_sink(last)
-
-    async def fetch_by_attr(reps: Sequence[int]) -> None:
-        last: object = None
-        for _ in reps:
-            rows = await db.fetch_all(select(items).where(items.c.id <= fetch_rows))
-            for r in rows:
-                last = (r.id, r.name, r.active, r.created_at, r.score)
-        read_sink(last)
-
-    async def insert_raw(rows: Sequence[dict[str, Any]]) -> None:
-        for values in rows:
-            await db.execute(INSERT_EVENT, values)
-
-    async def insert_core(rows: Sequence[dict[str, Any]]) -> None:
-        for values in rows:
-            await db.execute(events.insert(), values)
-
-    batch = [r.typed_dict() for r in inputs.many_rows]
-
-    async def many_raw(reps: Sequence[int]) -> None:
-        for _ in reps:
-            await db.execute_many(INSERT_BULK, batch)
-
-    async def many_core(reps: Sequence[int]) -> None:
-        for _ in reps:
-            await db.execute_many(bulk.insert(), batch)
-
-    async def concurrent_raw(ids: Sequence[int]) -> None:
-        await asyncio.gather(*(point_raw(part) for part in split(ids, tasks)))
-
-    async def concurrent_core(ids: Sequence[int]) -> None:
-        await asyncio.gather(*(point_core(part) for part in split(ids, tasks)))
-
-    points = [("raw", point_raw), ("core", point_core)]
-    if bench.options.get("conn") == "1":
-        points.append(("conn_raw", point_conn_raw))
-    fetchers = [("by_name", fetch_by_name)]
-    if bench.options.get("attr") == "1":
-        fetchers.append(("by_attr", fetch_by_attr))
-    fetchers.append(("raw_by_name", fetch_raw_by_name))
-    insert_rows = [r.typed_dict() for r in inputs.insert_rows]
-    insert_warmup = [r.typed_dict() for r in inputs.insert_warmup]
-    try:
-        for variant, point in points:
-            await bench.measure(
-                "a_point_select", variant, point, inputs.point_ids, warmup=inputs.point_warmup
-            )
-        for variant, fetch in fetchers:
-            await bench.measure(
-                "b_fetch_rows",
-                variant,
-                fetch,
-                inputs.fetch_items,
-                warmup=inputs.fetch_warmup,
-                per_item=fetch_rows,
-                chunk=1,
-            )
-        for variant, insert in (("raw", insert_raw), ("core", insert_core)):
-            await bench.measure("c_insert", variant, insert, insert_rows, warmup=insert_warmup)
-        for variant, many in (("raw", many_raw), ("core", many_core)):
-            await bench.measure(
-                "d_execute_many",
-                variant,
-                many,
-                inputs.many_items,
-                warmup=inputs.many_warmup,
-                per_item=len(batch),
-                chunk=1,
-            )
-        for variant, concurrent in (("raw", concurrent_raw), ("core", concurrent_core)):
-            await bench.measure(
-                "e_concurrent",
-                variant,
-                concurrent,
-                inputs.concurrent_ids,
-                warmup=inputs.concurrent_warmup,
-                chunk=len(inputs.concurrent_ids),
-            )
-    finally:
-        await db.disconnect()
+    await run_workloads(bench, db, RowData.typed_dict)

@@ -1,32 +1,22 @@
 """Contender: SQLAlchemy 2.x asyncio Core on ``sqlite+aiosqlite`` with its default pool.
 
-The idiomatic per-call pattern is used: a Core statement built on every call, executed on a
-connection checked out of the engine's pool for that one call. Reads use
-``async with engine.connect() as conn: (await conn.execute(stmt)).first()`` (the implicit
-transaction is rolled back on release); writes use ``async with engine.begin() as conn:
-await conn.execute(stmt, values)``, which commits on exit. Rows are read by attribute
-(``row.col``). Workload (e) has 64 tasks share the engine's default pool.
+With the option ``synchronous``, a ``connect`` event sets ``PRAGMA synchronous`` on every
+connection. The workloads are in :mod:`benchlib.sqlalchemy_workloads`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from ..common import Bench, Inputs, read_sink, split
-from .core_schema import bulk, events, items
+from ..common import Bench
+from ..sqlalchemy_workloads import run_workloads
 
 
 async def run(bench: Bench, target: dict[str, Any]) -> None:
     """Run every workload against ``target["path"]``."""
-    inputs = Inputs.build(bench.sizes)
-    sizes = bench.sizes
-    fetch_rows = sizes.fetch_rows
-    tasks = sizes.concurrent_tasks
     engine = create_async_engine(f"sqlite+aiosqlite:///{target['path']}")
     synchronous = bench.options.get("synchronous")
     if synchronous:
@@ -38,72 +28,4 @@ async def run(bench: Bench, target: dict[str, Any]) -> None:
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.close()
 
-    async def point(ids: Sequence[int]) -> None:
-        for i in ids:
-            async with engine.connect() as conn:
-                (await conn.execute(select(items).where(items.c.id == i))).first()
-
-    async def fetch(reps: Sequence[int]) -> None:
-        last: object = None
-        for _ in reps:
-            async with engine.connect() as conn:
-                result = await conn.execute(select(items).where(items.c.id <= fetch_rows))
-                rows = result.all()
-            for r in rows:
-                last = (r.id, r.name, r.active, r.created_at, r.score)
-        read_sink(last)
-
-    async def insert_one(rows: Sequence[dict[str, Any]]) -> None:
-        for values in rows:
-            async with engine.begin() as conn:
-                await conn.execute(insert(events), values)
-
-    batch = [r.typed_dict() for r in inputs.many_rows]
-
-    async def many(reps: Sequence[int]) -> None:
-        for _ in reps:
-            async with engine.begin() as conn:
-                await conn.execute(insert(bulk), batch)
-
-    async def concurrent(ids: Sequence[int]) -> None:
-        await asyncio.gather(*(point(part) for part in split(ids, tasks)))
-
-    try:
-        await bench.measure(
-            "a_point_select", "core", point, inputs.point_ids, warmup=inputs.point_warmup
-        )
-        await bench.measure(
-            "b_fetch_rows",
-            "by_attr",
-            fetch,
-            inputs.fetch_items,
-            warmup=inputs.fetch_warmup,
-            per_item=fetch_rows,
-            chunk=1,
-        )
-        await bench.measure(
-            "c_insert",
-            "core",
-            insert_one,
-            [r.typed_dict() for r in inputs.insert_rows],
-            warmup=[r.typed_dict() for r in inputs.insert_warmup],
-        )
-        await bench.measure(
-            "d_execute_many",
-            "core",
-            many,
-            inputs.many_items,
-            warmup=inputs.many_warmup,
-            per_item=len(batch),
-            chunk=1,
-        )
-        await bench.measure(
-            "e_concurrent",
-            "core",
-            concurrent,
-            inputs.concurrent_ids,
-            warmup=inputs.concurrent_warmup,
-            chunk=len(inputs.concurrent_ids),
-        )
-    finally:
-        await engine.dispose()
+    await run_workloads(bench, engine)
