@@ -324,6 +324,63 @@ class Bench:
             traceback.print_exc(file=sys.stderr)
             self.results[key] = {"error": f"{type(exc).__name__}: {exc}"}
 
+    async def measure_workloads(
+        self,
+        inputs: Inputs,
+        *,
+        point: Callable[[Sequence[int]], Awaitable[object]],
+        fetch: Callable[[Sequence[int]], Awaitable[object]],
+        insert: Callable[[Sequence[Any]], Awaitable[object]],
+        insert_values: Callable[[RowData], Any],
+        many: Callable[[Sequence[int]], Awaitable[object]],
+        concurrent: Callable[[Sequence[int]], Awaitable[object]] | None,
+        query_variant: str = "raw",
+        fetch_variant: str = "by_index",
+    ) -> None:
+        """Measure workloads (a) to (e) once each, for a contender with one variant of each.
+
+        ``insert`` gets the rows of ``inputs.insert_rows`` as ``insert_values`` makes them;
+        ``many`` writes ``inputs.many_rows`` once per item; (e) is skipped when
+        ``concurrent`` is ``None`` (a single held connection cannot serve concurrent tasks).
+        """
+        await self.measure(
+            "a_point_select", query_variant, point, inputs.point_ids, warmup=inputs.point_warmup
+        )
+        await self.measure(
+            "b_fetch_rows",
+            fetch_variant,
+            fetch,
+            inputs.fetch_items,
+            warmup=inputs.fetch_warmup,
+            per_item=self.sizes.fetch_rows,
+            chunk=1,
+        )
+        await self.measure(
+            "c_insert",
+            query_variant,
+            insert,
+            [insert_values(r) for r in inputs.insert_rows],
+            warmup=[insert_values(r) for r in inputs.insert_warmup],
+        )
+        await self.measure(
+            "d_execute_many",
+            query_variant,
+            many,
+            inputs.many_items,
+            warmup=inputs.many_warmup,
+            per_item=len(inputs.many_rows),
+            chunk=1,
+        )
+        if concurrent is not None:
+            await self.measure(
+                "e_concurrent",
+                query_variant,
+                concurrent,
+                inputs.concurrent_ids,
+                warmup=inputs.concurrent_warmup,
+                chunk=len(inputs.concurrent_ids),
+            )
+
     def fail(self, variant_keys: Iterable[str], exc: BaseException) -> None:
         """Record ``exc`` as the error of every listed ``workload/variant`` not yet measured."""
         traceback.print_exception(exc, file=sys.stderr)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from .common import Bench, Inputs, read_sink, split
+from .common import Bench, Inputs, RowData, read_sink, split
 from .core_schema import bulk, events, items
 
 
@@ -59,41 +59,16 @@ async def run_workloads(bench: Bench, engine: Any) -> None:
         await asyncio.gather(*(point(part) for part in split(ids, tasks)))
 
     try:
-        await bench.measure(
-            "a_point_select", "core", point, inputs.point_ids, warmup=inputs.point_warmup
-        )
-        await bench.measure(
-            "b_fetch_rows",
-            "by_attr",
-            fetch,
-            inputs.fetch_items,
-            warmup=inputs.fetch_warmup,
-            per_item=fetch_rows,
-            chunk=1,
-        )
-        await bench.measure(
-            "c_insert",
-            "core",
-            insert_one,
-            [r.typed_dict() for r in inputs.insert_rows],
-            warmup=[r.typed_dict() for r in inputs.insert_warmup],
-        )
-        await bench.measure(
-            "d_execute_many",
-            "core",
-            many,
-            inputs.many_items,
-            warmup=inputs.many_warmup,
-            per_item=len(batch),
-            chunk=1,
-        )
-        await bench.measure(
-            "e_concurrent",
-            "core",
-            concurrent,
-            inputs.concurrent_ids,
-            warmup=inputs.concurrent_warmup,
-            chunk=len(inputs.concurrent_ids),
+        await bench.measure_workloads(
+            inputs,
+            point=point,
+            fetch=fetch,
+            insert=insert_one,
+            insert_values=RowData.typed_dict,
+            many=many,
+            concurrent=concurrent,
+            query_variant="core",
+            fetch_variant="by_attr",
         )
     finally:
         await engine.dispose()

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from ..common import COLUMNS, INSERT_COLUMNS, Bench, Inputs, read_sink, split
+from ..common import COLUMNS, INSERT_COLUMNS, Bench, Inputs, RowData, read_sink, split
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM items WHERE id = $1"
 SELECT_MANY = f"SELECT {COLUMNS} FROM items WHERE id <= $1"
@@ -72,42 +72,14 @@ async def run(bench: Bench, target: dict[str, Any]) -> None:
         await asyncio.gather(*(point(part) for part in split(ids, tasks)))
 
     try:
-        await bench.measure(
-            "a_point_select", "raw", point, inputs.point_ids, warmup=inputs.point_warmup
+        await bench.measure_workloads(
+            inputs,
+            point=point,
+            fetch=fetch,
+            insert=insert,
+            insert_values=RowData.typed_tuple,
+            many=many,
+            concurrent=concurrent if pooled else None,
         )
-        await bench.measure(
-            "b_fetch_rows",
-            "by_index",
-            fetch,
-            inputs.fetch_items,
-            warmup=inputs.fetch_warmup,
-            per_item=fetch_rows,
-            chunk=1,
-        )
-        await bench.measure(
-            "c_insert",
-            "raw",
-            insert,
-            [r.typed_tuple() for r in inputs.insert_rows],
-            warmup=[r.typed_tuple() for r in inputs.insert_warmup],
-        )
-        await bench.measure(
-            "d_execute_many",
-            "raw",
-            many,
-            inputs.many_items,
-            warmup=inputs.many_warmup,
-            per_item=len(batch),
-            chunk=1,
-        )
-        if pooled:
-            await bench.measure(
-                "e_concurrent",
-                "raw",
-                concurrent,
-                inputs.concurrent_ids,
-                warmup=inputs.concurrent_warmup,
-                chunk=len(inputs.concurrent_ids),
-            )
     finally:
         await runner.close()
