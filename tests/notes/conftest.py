@@ -140,16 +140,19 @@ async def add_user(app: FastAPI, email: str) -> tuple[int, str]:
     return account.id, auth.keys.issue(account.id, session_id, now)
 
 
+def _client(app: FastAPI, token: str | None = None) -> httpx.AsyncClient:
+    """An httpx client talking to the app in-process, with the bearer token if given."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://notes.test", headers=headers
+    )
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the app in-process, logged in as ada@example.org."""
     _, token = await add_user(app, "ada@example.org")
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://notes.test",
-        headers={"Authorization": f"Bearer {token}"},
-    ) as http:
+    async with _client(app, token) as http:
         yield http
 
 
@@ -157,20 +160,14 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def other_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client logged in as another user, grace@example.org."""
     _, token = await add_user(app, "grace@example.org")
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://notes.test",
-        headers={"Authorization": f"Bearer {token}"},
-    ) as http:
+    async with _client(app, token) as http:
         yield http
 
 
 @pytest.fixture
 async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client without credentials."""
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://notes.test") as http:
+    async with _client(app) as http:
         yield http
 
 
