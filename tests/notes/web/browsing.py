@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -17,16 +18,23 @@ PASSWORD = "correct horse battery"
 WAIT = 10
 
 
+def waiting(driver: WebDriver) -> WebDriverWait[WebDriver]:
+    """A wait of ``WAIT`` seconds that looks again when an element it read was replaced.
+
+    An element found just before the browser swaps in the next page goes stale before its
+    text is read; that means "not there yet", not a failure.
+    """
+    return WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def wait_for(driver: WebDriver, css: str) -> WebElement:
     """Wait until an element matching a CSS selector is on the page, and return it."""
-    return WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.CSS_SELECTOR, css))
+    return waiting(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css))
 
 
 def wait_for_path(driver: WebDriver, server: LiveServer, path: str) -> None:
     """Wait until the browser shows a page whose URL (without query) is this path."""
-    WebDriverWait(driver, WAIT).until(
-        lambda d: d.current_url.split("?", 1)[0] == f"{server.url}{path}"
-    )
+    waiting(driver).until(lambda d: d.current_url.split("?", 1)[0] == f"{server.url}{path}")
 
 
 def heading(driver: WebDriver) -> str:
@@ -45,7 +53,7 @@ def submit(driver: WebDriver, form_css: str = "main form") -> None:
     """Click the submit button of a form and wait for the next page."""
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.CSS_SELECTOR, f"{form_css} button[type=submit]").click()
-    WebDriverWait(driver, WAIT).until(lambda d: _is_stale(old))
+    waiting(driver).until(lambda d: _is_stale(old))
 
 
 def _is_stale(element: WebElement) -> bool:
@@ -78,7 +86,7 @@ def log_out(driver: WebDriver) -> None:
     """Click "Log out" in the header."""
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.CSS_SELECTOR, "form[action='/logout'] button").click()
-    WebDriverWait(driver, WAIT).until(lambda d: _is_stale(old))
+    waiting(driver).until(lambda d: _is_stale(old))
 
 
 def write_note(
@@ -90,7 +98,7 @@ def write_note(
     fill(driver, "body", body)
     fill(driver, "tags", tags)
     submit(driver)
-    WebDriverWait(driver, WAIT).until(lambda d: "/notes/" in d.current_url)
+    waiting(driver).until(lambda d: "/notes/" in d.current_url)
     return int(driver.current_url.split("/notes/", 1)[1].split("?", 1)[0])
 
 

@@ -15,11 +15,9 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
-from selenium.webdriver.support.wait import WebDriverWait
 
 from .browsing import (
     PASSWORD,
-    WAIT,
     fill,
     heading,
     log_in,
@@ -30,6 +28,7 @@ from .browsing import (
     submit,
     wait_for,
     wait_for_path,
+    waiting,
     write_note,
 )
 from .conftest import PHONE, LiveServer
@@ -94,14 +93,14 @@ def test_a_user_signs_up_writes_finds_edits_toggles_deletes_a_note_and_logs_out(
     # Search as you type: the list follows the search box without a page load.
     _mark_page(browser)
     browser.find_element(By.ID, "q").send_keys("oat")
-    WebDriverWait(browser, WAIT).until(lambda d: note_titles(d) == ["Buy oat milk"])
+    waiting(browser).until(lambda d: note_titles(d) == ["Buy oat milk"])
     assert _same_page(browser)
     assert browser.current_url.endswith("?q=oat")
 
     # The tag filter, by clicking a tag.
     browser.get(f"{live_server.url}/")
     browser.find_element(By.CSS_SELECTOR, "#results .tag[href='/?tag=home']").click()
-    WebDriverWait(browser, WAIT).until(lambda d: len(note_titles(d)) == 2)
+    waiting(browser).until(lambda d: len(note_titles(d)) == 2)
     assert note_titles(browser) == ["Call the plumber", "Buy oat milk"]
 
     # Edit.
@@ -118,7 +117,7 @@ def test_a_user_signs_up_writes_finds_edits_toggles_deletes_a_note_and_logs_out(
     check = browser.find_element(By.CSS_SELECTOR, "#results .note .check")
     assert check.get_attribute("aria-pressed") == "false"
     check.click()
-    WebDriverWait(browser, WAIT).until(
+    waiting(browser).until(
         lambda d: (
             d.find_element(By.CSS_SELECTOR, "#results .note").get_attribute("class") == "note done"
         )
@@ -308,7 +307,7 @@ def test_a_phone_sized_screen_and_the_keyboard_alone_are_enough(
     wait_for_path(browser, live_server, "/notes/new")
     assert browser.switch_to.active_element.get_attribute("id") == "title"
     browser.switch_to.active_element.send_keys("Dentist on Friday", Keys.ENTER)
-    WebDriverWait(browser, WAIT).until(lambda d: heading(d) == "Dentist on Friday")
+    waiting(browser).until(lambda d: heading(d) == "Dentist on Friday")
     write_note(browser, live_server, "Renew the bus pass", "Before *Monday*.", "errands, city")
     write_note(browser, live_server, "A rather long title that has to wrap on a small screen")
 
@@ -320,7 +319,7 @@ def test_a_phone_sized_screen_and_the_keyboard_alone_are_enough(
     check = browser.find_element(By.CSS_SELECTOR, "#results .note .check")
     browser.execute_script("arguments[0].focus();", check)
     browser.switch_to.active_element.send_keys(Keys.SPACE)
-    WebDriverWait(browser, WAIT).until(
+    waiting(browser).until(
         lambda d: (
             d.find_element(By.CSS_SELECTOR, "#results .note .check").get_attribute("aria-pressed")
             == "true"
