@@ -129,7 +129,7 @@ def test_reused_records_are_whole_records() -> None:
 
     tagged = Tagged([1, 2], ["a", "b"])
     tagged.note = "kept"  # type: ignore[attr-defined]
-    assert (tagged["b"], tagged.note) == (2, "kept")  # type: ignore[attr-defined]
+    assert (tagged["b"], tagged.note) == (2, "kept")
     del tagged, again
     fresh = meta.records([(7, 8)])[0]
     assert (type(fresh), fresh.a, fresh.b) == (_records.Record, 7, 8)
