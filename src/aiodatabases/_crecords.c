@@ -226,6 +226,67 @@ new_record(PyTypeObject *cls, PyObject *row, PyObject *keymap, PyObject *meta)
     return (PyObject *)self;
 }
 
+/* int_to_boolean(value): None -> None, else the truth of value (SQLAlchemy's Boolean result
+ * processor for drivers that return integers). */
+static PyObject *
+int_to_boolean(PyObject *module, PyObject *value)
+{
+    if (value == Py_None) {
+        Py_RETURN_NONE;
+    }
+    int truth = PyObject_IsTrue(value);
+    if (truth < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(truth);
+}
+
+static PyObject *fromisoformat = NULL; /* datetime.datetime.fromisoformat */
+
+static inline int
+digits(const Py_UCS1 *text, Py_ssize_t start, Py_ssize_t count, int *out)
+{
+    int value = 0;
+    for (Py_ssize_t i = start; i < start + count; i++) {
+        if (text[i] < '0' || text[i] > '9') {
+            return 0;
+        }
+        value = value * 10 + (text[i] - '0');
+    }
+    *out = value;
+    return 1;
+}
+
+/* str_to_datetime(value): None -> None, else datetime.fromisoformat(value). Text of the form
+ * SQLAlchemy stores on SQLite, "YYYY-MM-DD HH:MM:SS" with or without ".ffffff", is read here
+ * directly; anything else goes to fromisoformat, so the result is always what it returns. */
+static PyObject *
+str_to_datetime(PyObject *module, PyObject *value)
+{
+    if (value == Py_None) {
+        Py_RETURN_NONE;
+    }
+    if (PyUnicode_CheckExact(value) && PyUnicode_IS_READY(value) &&
+        PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+        const Py_UCS1 *t = PyUnicode_1BYTE_DATA(value);
+        int year, month, day, hour, minute, second, micro = 0;
+        if ((n == 19 || n == 26) && t[4] == '-' && t[7] == '-' && t[10] == ' ' &&
+            t[13] == ':' && t[16] == ':' && digits(t, 0, 4, &year) && digits(t, 5, 2, &month) &&
+            digits(t, 8, 2, &day) && digits(t, 11, 2, &hour) && digits(t, 14, 2, &minute) &&
+            digits(t, 17, 2, &second) &&
+            (n == 19 || (t[19] == '.' && digits(t, 20, 6, &micro)))) {
+            return PyDateTimeAPI->DateTime_FromDateAndTime(year, month, day, hour, minute, second,
+                                                           micro, Py_None,
+                                                           PyDateTimeAPI->DateTimeType);
+        }
+    }
+    return PyObject_CallOneArg(fromisoformat, value);
+}
+
+static PyObject *int_to_boolean_func = NULL;  /* this module's int_to_boolean */
+static PyObject *str_to_datetime_func = NULL; /* this module's str_to_datetime */
+
 /* Apply (index, function) pairs to the n items of a fresh copy of a row, in place. */
 static int
 apply_processors(PyObject **items, Py_ssize_t n, PyObject *processors)
@@ -246,7 +307,18 @@ apply_processors(PyObject **items, Py_ssize_t n, PyObject *processors)
                          i);
             return -1;
         }
-        PyObject *converted = PyObject_CallOneArg(PyTuple_GET_ITEM(pair, 1), items[i]);
+        PyObject *func = PyTuple_GET_ITEM(pair, 1);
+        PyObject *converted;
+        /* The module's own converters are called directly, without an argument vector. */
+        if (func == int_to_boolean_func) {
+            converted = int_to_boolean(NULL, items[i]);
+        }
+        else if (func == str_to_datetime_func) {
+            converted = str_to_datetime(NULL, items[i]);
+        }
+        else {
+            converted = PyObject_CallOneArg(func, items[i]);
+        }
         if (converted == NULL) {
             return -1;
         }
@@ -491,6 +563,10 @@ sqlite_datetime(PyObject *module, PyObject *value)
 }
 
 static PyMethodDef module_methods[] = {
+    {"int_to_boolean", (PyCFunction)int_to_boolean, METH_O,
+     "int_to_boolean(value) -> True, False or None"},
+    {"str_to_datetime", (PyCFunction)str_to_datetime, METH_O,
+     "str_to_datetime(value) -> datetime.datetime.fromisoformat(value), or None"},
     {"sqlite_datetime", (PyCFunction)sqlite_datetime, METH_O,
      "sqlite_datetime(value) -> 'YYYY-MM-DD HH:MM:SS.ffffff' or None"},
     {"convert_rows", (PyCFunction)(void (*)(void))convert_rows, METH_FASTCALL,
@@ -526,8 +602,19 @@ PyInit__crecords(void)
     if (PyType_Ready(&RecordBaseType) < 0) {
         return NULL;
     }
+    fromisoformat = PyObject_GetAttrString((PyObject *)PyDateTimeAPI->DateTimeType,
+                                           "fromisoformat");
+    if (fromisoformat == NULL) {
+        return NULL;
+    }
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) {
+        return NULL;
+    }
+    int_to_boolean_func = PyObject_GetAttrString(module, "int_to_boolean");
+    str_to_datetime_func = PyObject_GetAttrString(module, "str_to_datetime");
+    if (int_to_boolean_func == NULL || str_to_datetime_func == NULL) {
+        Py_DECREF(module);
         return NULL;
     }
     Py_INCREF(&RecordBaseType);

@@ -105,6 +105,14 @@ def _py_bool_to_int(value: Any) -> int | None:
     raise TypeError(f"Not a boolean value: {value!r}")
 
 
+def _py_int_to_boolean(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _py_str_to_datetime(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
 if TYPE_CHECKING:  # noqa: SIM114  # kept apart so mypy reads only the typed branch
     _RecordBase = _PyRecordBase
     _make_record = _py_make_record
@@ -112,6 +120,8 @@ if TYPE_CHECKING:  # noqa: SIM114  # kept apart so mypy reads only the typed bra
     convert_rows = _py_convert_rows
     bool_to_int = _py_bool_to_int
     sqlite_datetime = _py_sqlite_datetime
+    _int_to_boolean = _py_int_to_boolean
+    _str_to_datetime = _py_str_to_datetime
     SPEEDUPS = False
 elif os.environ.get("AIODATABASES_NO_EXTENSIONS"):
     _RecordBase = _PyRecordBase
@@ -120,13 +130,17 @@ elif os.environ.get("AIODATABASES_NO_EXTENSIONS"):
     convert_rows = _py_convert_rows
     bool_to_int = _py_bool_to_int
     sqlite_datetime = _py_sqlite_datetime
+    _int_to_boolean = _py_int_to_boolean
+    _str_to_datetime = _py_str_to_datetime
     SPEEDUPS = False
 else:
     try:
         from ._crecords import RecordBase as _RecordBase
         from ._crecords import bool_to_int, convert_rows, sqlite_datetime
+        from ._crecords import int_to_boolean as _int_to_boolean
         from ._crecords import make_record as _make_record
         from ._crecords import make_records as _make_records
+        from ._crecords import str_to_datetime as _str_to_datetime
 
         SPEEDUPS = True
     except ImportError:  # built without a C compiler
@@ -136,7 +150,25 @@ else:
         convert_rows = _py_convert_rows
         bool_to_int = _py_bool_to_int
         sqlite_datetime = _py_sqlite_datetime
+        _int_to_boolean = _py_int_to_boolean
+        _str_to_datetime = _py_str_to_datetime
         SPEEDUPS = False
+
+
+def _faster_processors() -> dict[Processor, Processor]:
+    """SQLAlchemy result processors and their C twins (same results), run inline by
+    ``make_records``."""
+    if not SPEEDUPS:
+        return {}
+    from sqlalchemy.engine import processors
+
+    return {
+        processors.int_to_boolean: _int_to_boolean,
+        processors.str_to_datetime: _str_to_datetime,
+    }
+
+
+_FASTER = _faster_processors()
 
 
 class ResultMeta:
@@ -181,7 +213,8 @@ class ResultMeta:
         names = [c.keyname for c in columns]
         objects = [c.objects for c in columns]
         processors = [c.type._cached_result_processor(dialect, None) for c in columns]
-        return cls(names, objects, processors)
+        faster = _FASTER
+        return cls(names, objects, [faster.get(p, p) if p else p for p in processors])
 
     def records(self, rows: Sequence[Sequence[Any]]) -> list[Record]:
         """Turn driver rows into records, converting only the columns that need it."""

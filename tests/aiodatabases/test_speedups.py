@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.dialects.sqlite import base as sqlite_base
+from sqlalchemy.engine import processors as sqlalchemy_processors
 from sqlalchemy.sql import sqltypes
 
 from aiodatabases import _records
@@ -135,3 +136,65 @@ def test_reused_records_are_whole_records() -> None:
     assert (type(fresh), fresh.a, fresh.b) == (_records.Record, 7, 8)
     pickled = pickle.loads(pickle.dumps(fresh))
     assert pickled == fresh
+
+
+DATETIME_TEXTS = [
+    "2024-01-02 03:04:05.000123",
+    "2024-01-02 03:04:05",
+    "0001-01-01 00:00:00.000000",
+    "9999-12-31 23:59:59.999999",
+    "2024-01-02",
+    "2024-01-02T03:04:05",
+    "2024-01-02 03:04:05+02:00",
+    "2024-01-02 03:04:05.5",
+]
+
+
+@pytest.mark.parametrize("text", DATETIME_TEXTS)
+def test_str_to_datetime_matches_sqlalchemy(text: str) -> None:
+    """The C reader of stored DATETIME text returns exactly what SQLAlchemy's returns."""
+    expected = sqlalchemy_processors.str_to_datetime(text)
+    got = _records._str_to_datetime(text)
+    assert got is not None
+    assert expected is not None
+    assert (got, type(got), got.tzinfo) == (expected, type(expected), expected.tzinfo)
+
+
+@pytest.mark.parametrize(
+    "bad", ["2024-13-02 03:04:05.000000", "2024-02-30 03:04:05", "2024-01-02 03:04:0x", "", 5]
+)
+def test_str_to_datetime_fails_as_sqlalchemy_fails(bad: Any) -> None:
+    """Text that is not a valid timestamp raises what SQLAlchemy's reader raises."""
+    with pytest.raises((ValueError, TypeError)) as expected:
+        sqlalchemy_processors.str_to_datetime(bad)
+    with pytest.raises(expected.type):
+        _records._str_to_datetime(bad)
+
+
+@pytest.mark.parametrize("value", [0, 1, 2, -1, None, True, False])
+def test_int_to_boolean_matches_sqlalchemy(value: Any) -> None:
+    """The C Boolean reader agrees with SQLAlchemy's."""
+    assert _records._int_to_boolean(value) is sqlalchemy_processors.int_to_boolean(value)
+
+
+def test_core_results_use_the_c_readers_in_bulk() -> None:
+    """A plan built from SQLAlchemy's processors swaps in the C twins, and records built in
+    bulk convert with them to the same values."""
+    int_to_boolean: Any = sqlalchemy_processors.int_to_boolean
+    str_to_datetime: Any = sqlalchemy_processors.str_to_datetime
+    meta = _records.ResultMeta(
+        ["flag", "at"],
+        (),
+        [
+            _records._FASTER.get(int_to_boolean, int_to_boolean),
+            _records._FASTER.get(str_to_datetime, str_to_datetime),
+        ],
+    )
+    assert [p for _, p in meta.processors] == [_records._int_to_boolean, _records._str_to_datetime]
+    rows = [(1, "2024-01-02 03:04:05.000006"), (0, None), (None, "2024-01-02")]
+    got = [tuple(r.values()) for r in meta.records(rows)]
+    assert got == [
+        (True, dt.datetime(2024, 1, 2, 3, 4, 5, 6)),
+        (False, None),
+        (None, dt.datetime(2024, 1, 2)),
+    ]
