@@ -43,7 +43,7 @@ record_clear(RecordObject *self)
  * is otherwise collected once per ~700 fetched rows; each such collection scans the rows just
  * fetched, which cost more than building the records. Only the plain layout is kept (no
  * __dict__, no __weakref__, no finalizer), so a reused block fits any class that takes it. */
-#if PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED)
+#if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
 #define RECORD_FREELIST 1
 #define RECORD_FREELIST_MAX 4096
 static RecordObject *record_freelist = NULL; /* linked through the row field */
@@ -609,6 +609,14 @@ PyInit__crecords(void)
     }
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) {
+        return NULL;
+    }
+#ifdef RECORD_FREELIST
+    if (PyModule_AddIntConstant(module, "RECORD_FREELIST", RECORD_FREELIST_MAX) < 0) {
+#else
+    if (PyModule_AddIntConstant(module, "RECORD_FREELIST", 0) < 0) {
+#endif
+        Py_DECREF(module);
         return NULL;
     }
     int_to_boolean_func = PyObject_GetAttrString(module, "int_to_boolean");

@@ -122,6 +122,7 @@ if TYPE_CHECKING:  # noqa: SIM114  # kept apart so mypy reads only the typed bra
     sqlite_datetime = _py_sqlite_datetime
     _int_to_boolean = _py_int_to_boolean
     _str_to_datetime = _py_str_to_datetime
+    RECORD_FREELIST = 0
     SPEEDUPS = False
 elif os.environ.get("AIODATABASES_NO_EXTENSIONS"):
     _RecordBase = _PyRecordBase
@@ -132,11 +133,12 @@ elif os.environ.get("AIODATABASES_NO_EXTENSIONS"):
     sqlite_datetime = _py_sqlite_datetime
     _int_to_boolean = _py_int_to_boolean
     _str_to_datetime = _py_str_to_datetime
+    RECORD_FREELIST = 0
     SPEEDUPS = False
 else:
     try:
+        from ._crecords import RECORD_FREELIST, bool_to_int, convert_rows, sqlite_datetime
         from ._crecords import RecordBase as _RecordBase
-        from ._crecords import bool_to_int, convert_rows, sqlite_datetime
         from ._crecords import int_to_boolean as _int_to_boolean
         from ._crecords import make_record as _make_record
         from ._crecords import make_records as _make_records
@@ -152,6 +154,7 @@ else:
         sqlite_datetime = _py_sqlite_datetime
         _int_to_boolean = _py_int_to_boolean
         _str_to_datetime = _py_str_to_datetime
+        RECORD_FREELIST = 0
         SPEEDUPS = False
 
 
