@@ -44,6 +44,19 @@ class RefreshOutcome:
     session_id: int = 0
 
 
+#: The user of a live session; run on every authenticated request, so built once: a statement
+#: object keeps its compiled form and cache key, where one built per call is made afresh.
+_IN_SESSION = (
+    sa.select(users)
+    .join(auth_sessions, auth_sessions.c.user_id == users.c.id)
+    .where(
+        users.c.id == sa.bindparam("user_id"),
+        auth_sessions.c.id == sa.bindparam("session_id"),
+        auth_sessions.c.revoked_at.is_(None),
+    )
+)
+
+
 def _account(row: aiodatabases.Record) -> Account:
     return Account(
         id=row["id"],
@@ -84,13 +97,7 @@ class AccountsRepository:
     async def in_session(self, user_id: int, session_id: int) -> Account | None:
         """Return the user if the session is theirs and not revoked, else None."""
         row = await self._database.fetch_one(
-            sa.select(users)
-            .join(auth_sessions, auth_sessions.c.user_id == users.c.id)
-            .where(
-                users.c.id == user_id,
-                auth_sessions.c.id == session_id,
-                auth_sessions.c.revoked_at.is_(None),
-            )
+            _IN_SESSION, {"user_id": user_id, "session_id": session_id}
         )
         return _account(row) if row is not None else None
 

@@ -1,14 +1,21 @@
 """Notes in the database: the only module that writes SQL. It returns schemas, not records.
 
 Every write method is one transaction (a savepoint inside a caller's transaction): a note and
-its tags are stored together or not at all. A repository belongs to one owner: every query
-goes through ``_visible()``, the one place that restricts notes to theirs, and every new note
-is theirs. Another owner's note does not exist, as far as a repository can tell.
+its tags are stored together or not at all. A repository belongs to one owner: every statement
+of notes carries ``_owned()``, the one criterion that restricts notes to an owner, and every
+call binds it through ``NotesRepository._bind()``, the one place that names the owner; every
+new note is theirs. Another owner's note does not exist, as far as a repository can tell.
+
+Statements are built once, with ``bindparam()`` slots for the values of a call, and reused: a
+statement object keeps its SQLAlchemy cache key, so the database finds its compiled form at
+once, where a statement built on every call costs more to build and key than to run. Listings
+come in many shapes (sort, filters, cursor, search); each shape is built on first use and kept.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -42,6 +49,42 @@ _NOTE_COLUMNS = (
 )
 
 
+#: The bind parameter of the owner, in every statement of notes (not a column name: an UPDATE
+#: may not bind a parameter named like one of its columns).
+_OWNER = "scope_owner_id"
+
+
+def _owned() -> sa.ColumnElement[bool]:
+    """The criterion of every statement of notes: the note belongs to the bound owner."""
+    return notes.c.owner_id == sa.bindparam(_OWNER)
+
+
+def _this_note() -> sa.ColumnElement[bool]:
+    return notes.c.id == sa.bindparam("note_id")
+
+
+def _versions_in() -> sa.ColumnElement[bool]:
+    return notes.c.version.in_(sa.bindparam("versions", expanding=True))
+
+
+_PING = sa.select(sa.literal(1))
+
+_GET = (
+    sa.select(*_NOTE_COLUMNS, note_tags.c.tag)
+    .select_from(notes.outerjoin(note_tags, note_tags.c.note_id == notes.c.id))
+    .where(_this_note(), _owned())
+    .order_by(note_tags.c.position)
+)
+_VERSION = sa.select(notes.c.version).where(_this_note(), _owned())
+_INSERT = notes.insert()
+_INSERT_TAGS = note_tags.insert()
+_DELETE_TAGS = note_tags.delete().where(note_tags.c.note_id == sa.bindparam("note_id"))
+_UPDATE = notes.update().where(_this_note(), _owned()).values(version=notes.c.version + 1)
+_UPDATE_IF_VERSION = _UPDATE.where(_versions_in())
+_DELETE = notes.delete().where(_this_note(), _owned())
+_DELETE_IF_VERSION = _DELETE.where(_versions_in())
+
+
 def utc_now() -> dt.datetime:
     """The current time, aware, in UTC."""
     return dt.datetime.now(dt.UTC)
@@ -49,7 +92,7 @@ def utc_now() -> dt.datetime:
 
 async def ping(database: aiodatabases.Database) -> None:
     """Run a trivial query: raises when the database cannot answer."""
-    await database.fetch_val(sa.select(sa.literal(1)))
+    await database.fetch_val(_PING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +127,10 @@ class NotesRepository:
 
     # -- the scope of a caller --------------------------------------------------------------
 
-    def _visible(self) -> list[sa.ColumnElement[bool]]:
-        """Criteria every query of notes adds: the note is the owner's."""
-        return [notes.c.owner_id == self._owner_id]
+    def _bind(self, **values: Any) -> dict[str, Any]:
+        """The values of a statement of notes, with the owner its ``_owned()`` criterion takes."""
+        values[_OWNER] = self._owner_id
+        return values
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -96,13 +140,7 @@ class NotesRepository:
         Raises:
             NotFoundError: There is no such note.
         """
-        statement = (
-            sa.select(*_NOTE_COLUMNS, note_tags.c.tag)
-            .select_from(notes.outerjoin(note_tags, note_tags.c.note_id == notes.c.id))
-            .where(notes.c.id == note_id, *self._visible())
-            .order_by(note_tags.c.position)
-        )
-        found = _assemble(await self._database.fetch_all(statement))
+        found = _assemble(await self._database.fetch_all(_GET, self._bind(note_id=note_id)))
         if not found:
             raise NotFoundError(f"note {note_id} does not exist")
         return found[0]
@@ -124,41 +162,35 @@ class NotesRepository:
         if cursor is not None and sort is Sort.RELEVANCE:
             offset = cursor.offset
 
-        criteria = [*self._visible()]
-        if query.completed is not None:
-            criteria.append(notes.c.completed == query.completed)
-        for tag in dict.fromkeys(query.tags):
-            criteria.append(
-                sa.exists().where(note_tags.c.note_id == notes.c.id, note_tags.c.tag == tag)
-            )
-        source: sa.FromClause = notes
-        score: sa.ColumnElement[Any] = sa.literal_column("0.0")
+        values = self._bind(limit=query.limit + 1)
+        filter_completed = query.completed is not None
+        if filter_completed:
+            values["completed"] = query.completed
+        tags = list(dict.fromkeys(query.tags))
+        values.update((f"tag_{index}", tag) for index, tag in enumerate(tags))
         if query.q is not None:
-            searched = self._search(query.q)
+            searched = _search_value(self._dialect, query.q)
             if searched is None:
                 return NotePage(items=[], next_cursor=None, next_offset=None)
-            source, condition, score = searched
-            criteria.append(condition)
-        if cursor is not None and sort is not Sort.RELEVANCE:
-            criteria.append(_after(sort, cursor))
-
-        order = _order(sort, score)
-        page = (
-            sa.select(*_NOTE_COLUMNS, score.label("score"))
-            .select_from(source)
-            .where(*criteria)
-            .order_by(*order)
-            .limit(query.limit + 1)
-        )
+            values[searched[0]] = searched[1]
+        after = cursor is not None and sort is not Sort.RELEVANCE
+        if cursor is not None and after:
+            values["after_value"] = cursor.value
+            values["after_id"] = cursor.id
         if offset:
-            page = page.offset(offset)
-        subquery = page.subquery("page")
-        statement = (
-            sa.select(subquery, note_tags.c.tag)
-            .select_from(subquery.outerjoin(note_tags, note_tags.c.note_id == subquery.c.id))
-            .order_by(*_order(sort, subquery.c.score, subquery), note_tags.c.position)
+            values["offset"] = offset
+        statement = _page_statement(
+            _PageShape(
+                self._dialect,
+                sort,
+                filter_completed,
+                len(tags),
+                after,
+                bool(offset),
+                query.q is not None,
+            )
         )
-        items = _assemble(await self._database.fetch_all(statement))
+        items = _assemble(await self._database.fetch_all(statement, values))
         more = len(items) > query.limit
         items = items[: query.limit]
         next_cursor: str | None = None
@@ -172,38 +204,6 @@ class NotesRepository:
             if query.offset is not None:
                 next_offset = offset + len(items)
         return NotePage(items=items, next_cursor=next_cursor, next_offset=next_offset)
-
-    def _search(
-        self, text: str
-    ) -> tuple[sa.FromClause, sa.ColumnElement[bool], sa.ColumnElement[Any]] | None:
-        """Return (source, condition, score) of a search, or None when it has no words."""
-        if self._dialect == "sqlite":
-            match = search.fts5_query(text)
-            if match is None:
-                return None
-            fts: sa.ColumnElement[Any] = sa.literal_column("notes_fts")
-            source = notes.join(notes_fts, notes_fts.c.rowid == notes.c.id)
-            condition = fts.op("MATCH")(sa.bindparam("fts_query", match, sa.String))
-            # bm25() is lower for better matches; the score is higher for them.
-            rank = -sa.func.bm25(fts, sa.literal_column(_TITLE_WEIGHT), sa.literal_column("1.0"))
-            return source, condition, rank
-        if self._dialect == "postgresql":
-            words = search.tsquery_words(text)
-            if words is None:
-                return None
-            config: sa.ColumnElement[Any] = sa.literal_column(f"'{PG_SEARCH_CONFIG}'::regconfig")
-            tsquery = sa.func.plainto_tsquery(config, sa.bindparam("ts_words", words, sa.String))
-            vector = search_vector()
-            return notes, vector.op("@@")(tsquery), sa.func.ts_rank(vector, tsquery)
-        boolean = search.mysql_boolean_query(text)
-        if boolean is None:
-            return None
-        against = sa.bindparam("ft_query", boolean, sa.String)
-        matched = mysql.match(notes.c.title, notes.c.body, against=against).in_boolean_mode()
-        in_title = mysql.match(notes.c.title, against=against).in_boolean_mode()
-        weighted: sa.ColumnElement[Any] = sa.literal_column(_TITLE_WEIGHT) * in_title
-        # MATCH ... AGAINST is true when it matches; bare in WHERE, it uses the FULLTEXT index.
-        return notes, cast("sa.ColumnElement[bool]", matched), matched + weighted
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -220,15 +220,16 @@ class NotesRepository:
 
     async def _insert(self, note: NoteIn, now: dt.datetime) -> Note:
         note_id = await self._database.execute(
-            notes.insert().values(
-                owner_id=self._owner_id,
-                title=note.title,
-                body=note.body,
-                completed=note.completed,
-                version=1,
-                created_at=now,
-                updated_at=now,
-            )
+            _INSERT,
+            {
+                "owner_id": self._owner_id,
+                "title": note.title,
+                "body": note.body,
+                "completed": note.completed,
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
         await self._write_tags(note_id, note.tags)
         return Note(
@@ -245,7 +246,7 @@ class NotesRepository:
     async def _write_tags(self, note_id: int, tags: Sequence[str]) -> None:
         if tags:
             await self._database.execute_many(
-                note_tags.insert(),
+                _INSERT_TAGS,
                 [
                     {"note_id": note_id, "tag": tag, "position": position}
                     for position, tag in enumerate(tags)
@@ -277,19 +278,15 @@ class NotesRepository:
                 if versions is not None and current.version not in versions:
                     raise _stale(current.id, current.version)
                 return current
-            statement = (
-                notes.update()
-                .where(notes.c.id == note_id, *self._visible())
-                .values(**columns, version=notes.c.version + 1, updated_at=self._clock())
-            )
+            values = self._bind(note_id=note_id, updated_at=self._clock(), **columns)
+            statement = _UPDATE
             if versions is not None:
-                statement = statement.where(notes.c.version.in_(list(versions)))
-            if not await self._database.execute(statement):
+                statement = _UPDATE_IF_VERSION
+                values["versions"] = list(versions)
+            if not await self._database.execute(statement, values):
                 await self._explain_miss(note_id)
             if "tags" in changes:
-                await self._database.execute(
-                    note_tags.delete().where(note_tags.c.note_id == note_id)
-                )
+                await self._database.execute(_DELETE_TAGS, {"note_id": note_id})
                 await self._write_tags(note_id, changes["tags"])
             return await self.get(note_id)
 
@@ -306,20 +303,20 @@ class NotesRepository:
             NotFoundError: There is no such note.
             PreconditionFailedError: Its version is not in ``versions``; nothing deleted.
         """
-        statement = notes.delete().where(notes.c.id == note_id, *self._visible())
+        values = self._bind(note_id=note_id)
+        statement = _DELETE
         if versions is not None:
-            statement = statement.where(notes.c.version.in_(list(versions)))
+            statement = _DELETE_IF_VERSION
+            values["versions"] = list(versions)
         async with self._database.transaction():
-            if not await self._database.execute(statement):
+            if not await self._database.execute(statement, values):
                 await self._explain_miss(note_id)
             # The foreign key cascades, but SQLite only with foreign keys switched on.
-            await self._database.execute(note_tags.delete().where(note_tags.c.note_id == note_id))
+            await self._database.execute(_DELETE_TAGS, {"note_id": note_id})
 
     async def _explain_miss(self, note_id: int) -> None:
         """Raise why a conditional write of a note changed nothing."""
-        version = await self._database.fetch_val(
-            sa.select(notes.c.version).where(notes.c.id == note_id, *self._visible())
-        )
+        version = await self._database.fetch_val(_VERSION, self._bind(note_id=note_id))
         if version is None:
             raise NotFoundError(f"note {note_id} does not exist")
         raise _stale(note_id, version)
@@ -354,12 +351,104 @@ def _order(
     return [key.asc(), columns.id.asc()]
 
 
-def _after(sort: Sort, cursor: Cursor) -> sa.ColumnElement[bool]:
-    """Keyset condition: the rows strictly after the cursor in this sort's order."""
+def _after(sort: Sort) -> sa.ColumnElement[bool]:
+    """Keyset condition: the rows strictly after the cursor (``after_value``, ``after_id``)."""
     key = notes.c[sort.column]
+    value: sa.BindParameter[Any] = sa.bindparam("after_value")
+    note_id: sa.BindParameter[Any] = sa.bindparam("after_id")
     if sort.descending:
-        return sa.or_(key < cursor.value, sa.and_(key == cursor.value, notes.c.id < cursor.id))
-    return sa.or_(key > cursor.value, sa.and_(key == cursor.value, notes.c.id > cursor.id))
+        return sa.or_(key < value, sa.and_(key == value, notes.c.id < note_id))
+    return sa.or_(key > value, sa.and_(key == value, notes.c.id > note_id))
+
+
+@dataclass(frozen=True, slots=True)
+class _PageShape:
+    """What decides the SQL of a listing; the values of a call fill its bind parameters."""
+
+    dialect: str
+    sort: Sort
+    completed: bool
+    tags: int
+    after: bool
+    offset: bool
+    search: bool
+
+
+@functools.lru_cache(maxsize=1024)
+def _page_statement(shape: _PageShape) -> sa.Select[Any]:
+    """Build the statement of one shape of listing: a page of notes with their tags.
+
+    It binds the owner, ``limit`` (the page size plus one, to tell whether more follow),
+    then as the shape asks ``completed``, ``tag_0``..., ``after_value`` and ``after_id``,
+    ``offset``, and the search words (see ``_search_value``).
+    """
+    criteria = [_owned()]
+    if shape.completed:
+        criteria.append(notes.c.completed == sa.bindparam("completed"))
+    for index in range(shape.tags):
+        criteria.append(
+            sa.exists().where(
+                note_tags.c.note_id == notes.c.id, note_tags.c.tag == sa.bindparam(f"tag_{index}")
+            )
+        )
+    source: sa.FromClause = notes
+    score: sa.ColumnElement[Any] = sa.literal_column("0.0")
+    if shape.search:
+        source, condition, score = _search_clauses(shape.dialect)
+        criteria.append(condition)
+    if shape.after:
+        criteria.append(_after(shape.sort))
+    page = (
+        sa.select(*_NOTE_COLUMNS, score.label("score"))
+        .select_from(source)
+        .where(*criteria)
+        .order_by(*_order(shape.sort, score))
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+    if shape.offset:
+        page = page.offset(sa.bindparam("offset", type_=sa.Integer))
+    subquery = page.subquery("page")
+    return (
+        sa.select(subquery, note_tags.c.tag)
+        .select_from(subquery.outerjoin(note_tags, note_tags.c.note_id == subquery.c.id))
+        .order_by(*_order(shape.sort, subquery.c.score, subquery), note_tags.c.position)
+    )
+
+
+def _search_value(dialect: str, text: str) -> tuple[str, str] | None:
+    """Return the bind parameter of a search and its value, or None when it has no words."""
+    if dialect == "sqlite":
+        match = search.fts5_query(text)
+        return ("fts_query", match) if match is not None else None
+    if dialect == "postgresql":
+        words = search.tsquery_words(text)
+        return ("ts_words", words) if words is not None else None
+    boolean = search.mysql_boolean_query(text)
+    return ("ft_query", boolean) if boolean is not None else None
+
+
+def _search_clauses(
+    dialect: str,
+) -> tuple[sa.FromClause, sa.ColumnElement[bool], sa.ColumnElement[Any]]:
+    """Return (source, condition, score) of a search of the words ``_search_value`` binds."""
+    if dialect == "sqlite":
+        fts: sa.ColumnElement[Any] = sa.literal_column("notes_fts")
+        source = notes.join(notes_fts, notes_fts.c.rowid == notes.c.id)
+        condition = fts.op("MATCH")(sa.bindparam("fts_query", type_=sa.String))
+        # bm25() is lower for better matches; the score is higher for them.
+        rank = -sa.func.bm25(fts, sa.literal_column(_TITLE_WEIGHT), sa.literal_column("1.0"))
+        return source, condition, rank
+    if dialect == "postgresql":
+        config: sa.ColumnElement[Any] = sa.literal_column(f"'{PG_SEARCH_CONFIG}'::regconfig")
+        tsquery = sa.func.plainto_tsquery(config, sa.bindparam("ts_words", type_=sa.String))
+        vector = search_vector()
+        return notes, vector.op("@@")(tsquery), sa.func.ts_rank(vector, tsquery)
+    against = sa.bindparam("ft_query", type_=sa.String)
+    matched = mysql.match(notes.c.title, notes.c.body, against=against).in_boolean_mode()
+    in_title = mysql.match(notes.c.title, against=against).in_boolean_mode()
+    weighted: sa.ColumnElement[Any] = sa.literal_column(_TITLE_WEIGHT) * in_title
+    # MATCH ... AGAINST is true when it matches; bare in WHERE, it uses the FULLTEXT index.
+    return notes, cast("sa.ColumnElement[bool]", matched), matched + weighted
 
 
 def _assemble(rows: Sequence[aiodatabases.Record]) -> list[Note]:
