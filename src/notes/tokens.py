@@ -6,6 +6,12 @@ so that the secret can rotate: the current key signs, former keys listed in the 
 verify. ``exp``, ``iat``, ``sub`` and ``sid`` (the login session) are required; ``nbf`` is
 checked when present.
 
+A key ring remembers the tokens it verified (a few thousand, the least recently used go
+first), keyed by the whole token, signature included: a token seen before costs a dictionary
+lookup and an expiry check, and a token that differs in any character is verified afresh.
+Only the signature check is remembered: the caller still looks up the login session on every
+request, so that a logout or a revoked session takes effect at once.
+
 The secret comes from ``NOTES_JWT_SECRET``. Without one, on the embedded SQLite database, a
 secret is generated once and kept in a file only its owner may read (mode 0600); a server
 database needs it configured.
@@ -19,6 +25,9 @@ import logging
 import os
 import secrets
 import stat
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +52,9 @@ ALGORITHM = "HS256"
 
 #: The audience of the service's access tokens: a token made for something else is refused.
 AUDIENCE = "notes"
+
+#: How many verified access tokens a key ring remembers.
+VERIFIED_TOKENS = 4096
 
 
 class SecretConfigurationError(RuntimeError):
@@ -126,13 +138,35 @@ def _create_secret_file(path: Path) -> None:
 class KeyRing:
     """Signs access tokens with the current key; verifies with it and former ones.
 
-    Immutable; shared by all tasks.
+    Its keys never change, so the tokens it remembers as verified stay verified until they
+    expire; a ring built with other keys starts with none. Shared by all tasks of one event
+    loop.
+
+    Args:
+        current: The secret that signs.
+        previous: Former secrets, still accepted.
+        lifetime: Seconds an access token lives.
+        remember: How many verified tokens to keep (0: verify every time).
+        timer: The current time in seconds since the epoch, which a remembered token's
+            expiry is checked against.
     """
 
-    def __init__(self, current: str, previous: list[str] | None = None, *, lifetime: int) -> None:
+    def __init__(
+        self,
+        current: str,
+        previous: list[str] | None = None,
+        *,
+        lifetime: int,
+        remember: int = VERIFIED_TOKENS,
+        timer: Callable[[], float] = time.time,
+    ) -> None:
         self.current_kid = key_id(current)
         self._keys = {key_id(secret): secret for secret in [*(previous or []), current]}
         self._lifetime = dt.timedelta(seconds=lifetime)
+        self._remember = remember
+        self._timer = timer
+        # token -> (its claims, its exp); the most recently used last.
+        self._verified: OrderedDict[str, tuple[AccessClaims, int]] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:
@@ -163,12 +197,32 @@ class KeyRing:
         )
 
     def verify(self, token: str) -> AccessClaims:
-        """Check an access token's header, signature and claims.
+        """Check an access token's header, signature and claims; remember it if valid.
 
         Raises:
             UnauthorizedError: The token is malformed, signed otherwise or with an unknown
                 key, expired, not yet valid, or lacks a required claim.
         """
+        verified = self._verified
+        remembered = verified.get(token)
+        if remembered is None:
+            claims, expires = self._check(token)
+        else:
+            claims, expires = remembered
+        if expires <= self._timer():
+            verified.pop(token, None)
+            raise _refused("ExpiredSignatureError")
+        if remembered is None:
+            if self._remember > 0:
+                if len(verified) >= self._remember:
+                    verified.popitem(last=False)
+                verified[token] = (claims, expires)
+        else:
+            verified.move_to_end(token)
+        return claims
+
+    def _check(self, token: str) -> tuple[AccessClaims, int]:
+        """Verify a token in full; return its claims and its expiry (``exp``)."""
         try:
             header = jwt.get_unverified_header(token)
             kid = header.get("kid")
@@ -186,13 +240,16 @@ class KeyRing:
                 raise jwt.InvalidTokenError("bad subject")
             if not isinstance(session, int) or isinstance(session, bool):
                 raise jwt.InvalidTokenError("bad session")
-            return AccessClaims(user_id=int(subject), session_id=session)
+            # decode() checked that exp is an integer and still ahead.
+            return AccessClaims(user_id=int(subject), session_id=session), int(claims["exp"])
         except jwt.InvalidTokenError as exc:
-            # The reason stays here: a client only learns that the token is not valid.
-            logger.info("access token refused: %s", type(exc).__name__)
-            raise UnauthorizedError(
-                "the access token is not valid; log in again", invalid_token=True
-            ) from None
+            raise _refused(type(exc).__name__) from None
+
+
+def _refused(reason: str) -> UnauthorizedError:
+    # The reason stays here: a client only learns that the token is not valid.
+    logger.info("access token refused: %s", reason)
+    return UnauthorizedError("the access token is not valid; log in again", invalid_token=True)
 
 
 def new_refresh_token() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,8 @@ import jwt
 import pytest
 from fastapi import FastAPI
 
-from notes.tokens import AUDIENCE, key_id
+from notes.errors import UnauthorizedError
+from notes.tokens import AUDIENCE, AccessClaims, KeyRing, key_id
 
 from .conftest import TEST_SECRET, add_user
 from .helpers import assert_problem
@@ -209,3 +211,110 @@ async def test_missing_or_other_scheme_credentials_get_401(
     response = await anonymous.get("/api/notes", headers=headers)
     assert_problem(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+# -- remembered tokens ---------------------------------------------------------------------
+
+
+class _Timer:
+    """A settable clock in seconds since the epoch, starting at the real time."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _counting_decode(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every token that the key ring decodes in full (signature and claims)."""
+    decoded: list[str] = []
+    decode = jwt.decode
+
+    def counted(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counted)
+    return decoded
+
+
+def test_a_verified_token_is_remembered_and_not_decoded_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second use of a token is a lookup: same claims, no second signature check."""
+    keys = KeyRing(TEST_SECRET, lifetime=300)
+    token = keys.issue(7, 3, dt.datetime.now(dt.UTC))
+    decoded = _counting_decode(monkeypatch)
+    assert keys.verify(token) == AccessClaims(user_id=7, session_id=3)
+    assert keys.verify(token) == AccessClaims(user_id=7, session_id=3)
+    assert decoded == [token]
+
+
+def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    """Expiry is checked on every use: a remembered token stops working at its exp."""
+    timer = _Timer()
+    keys = KeyRing(TEST_SECRET, lifetime=300, timer=timer)
+    issued = dt.datetime.fromtimestamp(int(timer.now), dt.UTC)
+    token = keys.issue(7, 3, issued)
+    expires = issued.timestamp() + 300
+    assert keys.verify(token).user_id == 7
+    timer.now = expires - 1
+    assert keys.verify(token).user_id == 7
+    timer.now = expires
+    with pytest.raises(UnauthorizedError):
+        keys.verify(token)
+    # Forgotten as well as refused: turning the clock back does not revive it.
+    assert len(keys._verified) == 0
+
+
+@pytest.mark.parametrize("tamper", [_tampered_payload, _tampered_signature])
+def test_a_tampered_copy_of_a_remembered_token_is_refused(
+    tamper: Callable[[str], str],
+) -> None:
+    """Remembered tokens are keyed by the whole token: a changed one is verified afresh."""
+    keys = KeyRing(TEST_SECRET, lifetime=300)
+    token = keys.issue(7, 3, dt.datetime.now(dt.UTC))
+    assert keys.verify(token).user_id == 7
+    with pytest.raises(UnauthorizedError):
+        keys.verify(tamper(token))
+    assert keys.verify(token).user_id == 7
+
+
+def test_the_least_recently_used_token_is_forgotten_beyond_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ring keeps at most ``remember`` tokens; using one makes it the most recent."""
+    keys = KeyRing(TEST_SECRET, lifetime=300, remember=2)
+    now = dt.datetime.now(dt.UTC)
+    first, second, third = (keys.issue(7, session, now) for session in (1, 2, 3))
+    decoded = _counting_decode(monkeypatch)
+    for token in (first, second, first, third, first, second):
+        keys.verify(token)
+    # second was the least recent when third came, so it had to be decoded again.
+    assert decoded == [first, second, third, second]
+
+
+def test_a_ring_with_other_keys_refuses_a_token_another_ring_remembered() -> None:
+    """Remembered tokens belong to a ring: new keys (a new ring) verify everything afresh."""
+    old = KeyRing(TEST_SECRET, lifetime=300)
+    token = old.issue(7, 3, dt.datetime.now(dt.UTC))
+    assert old.verify(token).user_id == 7
+    new = KeyRing("the-next-secret-" + "n" * 40, lifetime=300)
+    with pytest.raises(UnauthorizedError):
+        new.verify(token)
+
+
+async def test_logout_takes_effect_at_once_for_a_remembered_token(
+    anonymous: httpx.AsyncClient, principal: tuple[int, int, str]
+) -> None:
+    """A token used (and remembered) before a logout gets 401 on its next request."""
+    _, _, token = principal
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(2):
+        assert (await anonymous.get("/api/notes", headers=headers)).status_code == 200
+    assert (await anonymous.post("/api/auth/logout", headers=headers)).status_code == 204
+    for path in ("/api/notes", "/api/users/me"):
+        response = await anonymous.get(path, headers=headers)
+        assert_problem(response, 401)
+        assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
