@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from aiodatabases.ext.fastapi import DatabaseDep
+from aiodatabases.ext.fastapi import get_database
 
 from .auth import Auth, Caller
 from .errors import UnauthorizedError
@@ -40,30 +40,41 @@ async def get_auth(request: Request) -> Auth:
 AuthDep = Annotated[Auth, Depends(get_auth)]
 
 
+async def _authenticate(request: Request, token: str | None) -> Caller:
+    if token is None:
+        raise UnauthorizedError("log in: this needs an access token (Authorization: Bearer)")
+    auth: Auth = request.app.state.auth
+    return await auth.authenticate(await get_database(request), token)
+
+
+# The caller and the repository read the application's auth and database themselves rather
+# than through AuthDep and DatabaseDep: each dependency FastAPI solves costs more than the
+# lookup, on every request.
 async def get_caller(
-    auth: AuthDep,
-    database: DatabaseDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Caller:
     """Return the user of the request's bearer token.
 
     Raises:
         UnauthorizedError: No token, or one that is not valid (401, ``WWW-Authenticate``).
     """
-    if token is None:
-        raise UnauthorizedError("log in: this needs an access token (Authorization: Bearer)")
-    return await auth.authenticate(database, token)
+    return await _authenticate(request, token)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 async def get_repository(
-    request: Request, database: DatabaseDep, caller: CallerDep
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> NotesRepository:
-    """Return the notes repository of this request: it sees the caller's notes only."""
+    """Return the notes repository of the caller: it sees the caller's notes only.
+
+    Raises:
+        UnauthorizedError: No token, or one that is not valid (401, ``WWW-Authenticate``).
+    """
+    caller = await _authenticate(request, token)
     clock = getattr(request.app.state, "clock", utc_now)
-    return NotesRepository(database, owner_id=caller.user.id, clock=clock)
+    return NotesRepository(await get_database(request), owner_id=caller.user.id, clock=clock)
 
 
 Repository = Annotated[NotesRepository, Depends(get_repository)]

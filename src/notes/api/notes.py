@@ -94,7 +94,9 @@ async def create_note(
 ) -> Note:
     """Create a note with its tags; answers 201 with its Location and ETag."""
     created = await repository.create(note)
-    response.headers["Location"] = str(request.url_for("get_note", note_id=created.id))
+    # The note's URL is this collection's URL and its id: url_for() would search every route.
+    collection = request.url.replace(query="", fragment="")
+    response.headers["Location"] = f"{str(collection).rstrip('/')}/{created.id}"
     return _with_etag(response, created)
 
 
