@@ -60,12 +60,6 @@ def _body_size(value: str) -> str:
     return value
 
 
-def _no_surrogates(value: str) -> str:
-    if any(0xD800 <= ord(char) <= 0xDFFF for char in value):
-        raise ValueError("must be valid Unicode text (no lone surrogates)")
-    return value
-
-
 #: What an email address must look like: something@domain.tld, with no whitespace or
 #: control character anywhere. The OpenAPI schema carries the same pattern.
 EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+\.[^@\s\x00-\x1f\x7f-\x9f.]+$"
@@ -128,10 +122,11 @@ def _email(value: str) -> str:
 
 # Each type validates with readable errors, and states its rules in the OpenAPI schema as
 # a pattern: the same regular expression, so that the schema says exactly what is accepted.
+# Text with a lone surrogate (half of a pair, which JSON can escape) never gets this far:
+# pydantic refuses it as string_unicode before any of these validators run.
 Title = Annotated[
     str,
     StringConstraints(max_length=MAX_TITLE),
-    AfterValidator(_no_surrogates),
     AfterValidator(_line),
     WithJsonSchema({"type": "string", "maxLength": MAX_TITLE, "pattern": LINE_PATTERN}),
 ]
@@ -140,20 +135,17 @@ Body = Annotated[
     StringConstraints(max_length=MAX_BODY_BYTES),
     AfterValidator(_text),
     AfterValidator(_body_size),
-    AfterValidator(_no_surrogates),
     WithJsonSchema({"type": "string", "maxLength": MAX_BODY_BYTES, "pattern": TEXT_PATTERN}),
 ]
 Tag = Annotated[
     str,
     StringConstraints(max_length=MAX_TAG),
-    AfterValidator(_no_surrogates),
     AfterValidator(_line),
     WithJsonSchema({"type": "string", "maxLength": MAX_TAG, "pattern": LINE_PATTERN}),
 ]
 Email = Annotated[
     str,
     StringConstraints(min_length=5, max_length=MAX_EMAIL),
-    AfterValidator(_no_surrogates),
     AfterValidator(_email),
     WithJsonSchema(
         {"type": "string", "minLength": 5, "maxLength": MAX_EMAIL, "pattern": EMAIL_PATTERN}

@@ -247,6 +247,27 @@ async def test_invalid_note_gets_a_422_problem_and_is_not_stored(
     assert (await client.get("/api/notes")).json()["items"] == []
 
 
+@pytest.mark.parametrize(
+    ("document", "where"),
+    [
+        ('{"title": "a\\ud800b"}', ["body", "title"]),
+        ('{"title": "ok", "body": "' + "x" * 90_000 + '\\udfff"}', ["body", "body"]),
+        ('{"title": "ok", "tags": ["\\udc00"]}', ["body", "tags", "0"]),
+    ],
+    ids=["title", "end-of-a-long-body", "tag"],
+)
+async def test_a_lone_surrogate_gets_a_422_problem(
+    client: httpx.AsyncClient, document: str, where: list[str]
+) -> None:
+    """JSON can escape half of a surrogate pair; such text is refused wherever it is."""
+    response = await client.post(
+        "/api/notes", content=document, headers={"Content-Type": "application/json"}
+    )
+    problem = assert_problem(response, 422)
+    assert where in [error["loc"] for error in problem["errors"]]
+    assert (await client.get("/api/notes")).json()["items"] == []
+
+
 async def test_body_of_exactly_100_kib_is_accepted(client: httpx.AsyncClient) -> None:
     """A body of 102400 bytes of UTF-8 is the largest accepted, and comes back whole."""
     body = "é" * (100 * 1024 // 2)

@@ -126,6 +126,19 @@ async def test_invalid_registration_is_a_422_problem(
     assert await database.fetch_val(sa.select(sa.func.count()).select_from(users)) == 0
 
 
+async def test_an_email_with_a_lone_surrogate_is_a_422_problem(
+    anonymous: httpx.AsyncClient, database: aiodatabases.Database
+) -> None:
+    """Half of a surrogate pair, escaped in the JSON, is no part of an email; nothing stored."""
+    document = '{"email": "ada\\ud800@example.org", "password": "' + PASSWORD + '"}'
+    response = await anonymous.post(
+        "/api/auth/register", content=document, headers={"Content-Type": "application/json"}
+    )
+    problem = assert_problem(response, 422)
+    assert ["body", "email"] in [error["loc"] for error in problem["errors"]]
+    assert await database.fetch_val(sa.select(sa.func.count()).select_from(users)) == 0
+
+
 async def test_stored_hash_is_argon2id_at_owasp_parameters(
     anonymous: httpx.AsyncClient, database: aiodatabases.Database
 ) -> None:

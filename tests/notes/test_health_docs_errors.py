@@ -68,6 +68,27 @@ async def test_openapi_describes_the_notes_api(client: httpx.AsyncClient) -> Non
     assert "Problem" in schema["components"]["schemas"]
 
 
+async def test_openapi_lists_accounts_then_notes_then_health(client: httpx.AsyncClient) -> None:
+    """The document reads in order: log in first, then the notes, then the probes.
+
+    Requests are matched against the notes routes first; the document keeps reading order.
+    """
+    paths = list((await client.get("/openapi.json")).json()["paths"])
+    assert paths == [
+        "/api/auth/register",
+        "/api/auth/token",
+        "/api/auth/refresh",
+        "/api/auth/logout",
+        "/api/users/me",
+        "/api/users/me/password",
+        "/api/notes",
+        "/api/notes/batch",
+        "/api/notes/{note_id}",
+        "/health/live",
+        "/health/ready",
+    ]
+
+
 async def test_docs_can_be_switched_off(settings: Settings) -> None:
     """With docs=False there is no /docs, /redoc or /openapi.json."""
     app = create_app(settings.model_copy(update={"docs": False}))

@@ -25,9 +25,11 @@ from notes import Settings, create_app
 #: Examples per generation mode, drawn over all operations; raise it for a deeper run.
 MAX_EXAMPLES = 150
 
-#: Every check, with their defaults, but one allowance: a listing's `cursor` is an opaque
+#: Every check, with their defaults, but two allowances. A listing's `cursor` is an opaque
 #: token, so a made-up one (schema-valid: any string) is rightly a 400, as are the
-#: combinations the schema cannot express (cursor with offset, relevance without q).
+#: combinations the schema cannot express (cursor with offset, relevance without q). And
+#: `If-Match` is any string to the schema, but only the note's current ETag (or *) lets a
+#: write through: a made-up one is rightly a 412.
 CONFIG = SchemathesisConfig.from_dict(
     {
         "operations": [
@@ -39,7 +41,29 @@ CONFIG = SchemathesisConfig.from_dict(
                         "expected-statuses": ["2xx", "3xx", "400", "401", "404", "429"]
                     }
                 },
-            }
+            },
+            *(
+                {
+                    "include-path": "/api/notes/{note_id}",
+                    "include-method": method,
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": [
+                                "2xx",
+                                "3xx",
+                                "401",
+                                "403",
+                                "404",
+                                "409",
+                                "412",
+                                "429",
+                                "5xx",
+                            ]
+                        }
+                    },
+                }
+                for method in ("PUT", "PATCH", "DELETE")
+            ),
         ]
     }
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
@@ -166,11 +167,17 @@ async def list_notes(
         )
     )
     if page.next_cursor is not None:
-        following = request.url.remove_query_params(["cursor", "offset"])
+        # The same query, with the next page's cursor or offset in place of this page's.
+        kept = [
+            (key, value)
+            for key, value in request.query_params.multi_items()
+            if key not in ("cursor", "offset")
+        ]
         if page.next_offset is not None:
-            following = following.include_query_params(offset=page.next_offset)
+            kept.append(("offset", str(page.next_offset)))
         else:
-            following = following.include_query_params(cursor=page.next_cursor)
+            kept.append(("cursor", page.next_cursor))
+        following = request.url.replace(query=urlencode(kept))
         response.headers["Link"] = f'<{following}>; rel="next"'
     return page
 
