@@ -331,9 +331,8 @@ def render(raw: Any, sql: str, args: Sequence[Any]) -> str:
     The ``%`` operator runs even without arguments: compiled SQL has every literal ``%``
     doubled (SQLAlchemy does that for the format paramstyle), and this turns ``%%`` back.
     """
-    literal = raw.literal
     try:
-        return sql % tuple([literal(value) for value in check_values(args)])
+        return sql % tuple(map(raw.literal, check_values(args)))
     except mysql_errors.MySQLError as exc:
         raise translate(exc) from None
     except (TypeError, ValueError) as exc:
@@ -533,7 +532,7 @@ class AsyncmyCursor:
     """
 
     def __init__(
-        self, connection: AsyncmyConnection, entry: CompiledQuery | None, sql: str, args: Any
+        self, connection: AsyncmyConnection, entry: CompiledQuery, sql: str, args: Any
     ) -> None:
         self._connection = connection
         self._entry = entry
@@ -564,14 +563,13 @@ class AsyncmyCursor:
         else:
             conn = self._connection
             if self._stream is None:
-                self._stream = await conn._statement(self._sql, self._args, unbuffered=True)
+                self._stream = await conn._unbuffered(self._sql, self._args)
                 self._raw = conn._raw
                 description = self._stream.description
                 if not description:
                     self.done = True
                     return []
-                names = [d[0] for d in description]
-                self._meta = conn._compiler.meta_for(self._entry, names)
+                self._meta = conn._meta(self._entry, description)
                 conn._stream = self
             elif self._raw is not conn._raw:
                 raise exceptions.OperationalError(

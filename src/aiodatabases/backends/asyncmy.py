@@ -36,6 +36,7 @@ from .._compiler import CompiledQuery, Compiler, Kind, Query
 from .._pool import Pool
 from .._records import Record, ResultMeta
 from .._url import DatabaseURL
+from ._asyncmy_plans import plan
 from ._asyncmy_types import (
     AsyncmyCursor,
     AsyncmyDialect,
@@ -57,6 +58,7 @@ T = TypeVar("T")
 P = ParamSpec("P")
 logger = logging.getLogger("aiodatabases.query")
 pool_logger = logging.getLogger("aiodatabases.pool")
+driver_logger = logging.getLogger("asyncmy")
 
 # Seconds a statement killed by the command timeout may take to stop before its socket closes.
 _KILL_GRACE = 5.0
@@ -88,6 +90,7 @@ class AsyncmyConnection(BackendConnection):
     def __init__(self, backend: AsyncmyBackend, raw: Any) -> None:
         self._backend = backend
         self._compiler = backend.compiler
+        self._loop = backend.loop
         self._raw = raw
         self._thread_id: int = raw.thread_id()
         now = time.monotonic()
@@ -121,11 +124,6 @@ class AsyncmyConnection(BackendConnection):
         """Whether the connection is closed or its protocol state is unknown."""
         raw = self._raw
         return self._broken or not raw.connected or bool(getattr(raw, "_stream_broken", False))
-
-    @property
-    def needs_reset(self) -> bool:
-        """Whether rows are pending or a transaction is open: not ready for the next user."""
-        return self._stream is not None or self.in_transaction
 
     def forget_transaction(self) -> None:
         """Drop the transaction of a lost connection: the server rolled it back."""
@@ -192,31 +190,90 @@ class AsyncmyConnection(BackendConnection):
             self._deadline = None
             self._on_timeout()
 
-    async def _guard(self, operation: Awaitable[T]) -> T:
-        """Await a driver operation under the command timeout, translating its errors."""
+    def _arm(self) -> None:
+        """Start the command timeout of the statement about to run."""
         timeout = self._backend.command_timeout
         if timeout is not None:
-            loop = self._backend.loop
+            loop = self._loop
             self._deadline = deadline = loop.time() + timeout
             if self._watch is None:
                 self._watch = loop.call_at(deadline, self._on_watch)
+
+    async def _failed(self, exc: Exception) -> None:
+        """Raise the error of a driver operation that failed (a timeout takes precedence)."""
+        if self._expired:
+            await self._expire(exc)
+        if not isinstance(exc, mysql_errors.MySQLError) or is_disconnect(exc):
+            self._lose()
+        raise translate(exc) from None
+
+    async def _guard(self, operation: Awaitable[T]) -> T:
+        """Await a driver operation under the command timeout, translating its errors."""
+        self._arm()
         try:
-            try:
-                result = await operation
-            finally:
-                self._deadline = None
+            result = await operation
         except asyncio.CancelledError:
+            self._deadline = None
             self._lose()
             raise
         except Exception as exc:
-            if self._expired:
-                await self._expire(exc)
-            if not isinstance(exc, mysql_errors.MySQLError) or is_disconnect(exc):
-                self._lose()
-            raise translate(exc) from None
+            self._deadline = None
+            await self._failed(exc)
+            raise  # not reached: _failed() raises
+        self._deadline = None
         if self._expired:
             await self._expire(None)
         return result
+
+    async def _query(self, sql: str, args: Sequence[Any]) -> Any:
+        """Run a statement, its rows read in full, under the command timeout.
+
+        Returns the driver's result (``rows``, ``description``, ``affected_rows``,
+        ``insert_id``). The driver's connection is called directly rather than through a
+        cursor: a cursor adds an object and four coroutine frames per statement and only
+        copies these four fields.
+        """
+        raw = self._raw
+        if (
+            self._stream is not None
+            or self.check
+            or self._broken
+            or raw._stream_broken
+            or not raw._connected
+        ):
+            await self._ready()
+            raw = self._raw
+        query = render(raw, sql, args)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", sql)
+        timeout = self._backend.command_timeout
+        if timeout is not None:  # as _arm() does, inline: this runs for every statement
+            self._deadline = deadline = self._loop.time() + timeout
+            if self._watch is None:
+                self._watch = self._loop.call_at(deadline, self._on_watch)
+        try:
+            await raw.query(query)
+        except asyncio.CancelledError:
+            self._deadline = None
+            self._lose()
+            raise
+        except Exception as exc:
+            self._deadline = None
+            await self._failed(exc)
+            raise  # not reached: _failed() raises
+        self._deadline = None
+        if self._expired:
+            await self._expire(None)
+        result = raw._result
+        if result.warning_count and not result.has_next:
+            await self._log_warnings(raw)
+        return result
+
+    async def _log_warnings(self, raw: Any) -> None:
+        """Log the server's warnings about the last statement, as the driver's cursor does."""
+        warnings = await self._guard(raw.show_warnings())
+        for warning in warnings or ():
+            driver_logger.warning(warning[-1])
 
     async def _expire(self, error: BaseException | None) -> None:
         """The command timeout fired: let the KILL QUERY land, then raise the timeout."""
@@ -283,40 +340,48 @@ class AsyncmyConnection(BackendConnection):
         self.opened = time.monotonic()
         self._broken = False
 
-    async def _statement(self, sql: str, args: Sequence[Any], unbuffered: bool = False) -> Cursor:
+    async def _unbuffered(self, sql: str, args: Sequence[Any]) -> Cursor:
+        """Start a statement whose rows are read as they are fetched (``iterate()``)."""
         await self._ready()
         raw = self._raw
         query = render(raw, sql, args)
-        cursor: Cursor = raw.cursor(SSCursor) if unbuffered else raw.cursor()
+        cursor: Cursor = raw.cursor(SSCursor)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s", sql)
         await self._guard(cursor.execute(query))
         return cursor
 
-    async def _run(
-        self, query: Query, values: Mapping[str, Any] | None
-    ) -> tuple[CompiledQuery | None, Cursor, ResultMeta | None, Sequence[Any]]:
-        """Run a statement; return its entry, cursor, and result plan and rows if it has any."""
-        entry, sql, args = self._compiler.prepare(query, values)
-        cursor = await self._statement(sql, args)
-        if not cursor.description:
-            return entry, cursor, None, ()
-        meta = self._compiler.meta_for(entry, [d[0] for d in cursor.description])
-        return entry, cursor, meta, await cursor.fetchall()
+    def _meta(self, entry: CompiledQuery, description: Sequence[Any]) -> ResultMeta:
+        """Return the result plan of a statement's rows."""
+        return plan(self._compiler, entry, description)
 
     # -- the query API ----------------------------------------------------------------------
 
-    @_exclusive
     async def fetch_all(self, query: Query, values: Mapping[str, Any] | None) -> list[Record]:
         """Run a query and return all its rows."""
-        _, _, meta, rows = await self._run(query, values)
-        return meta.records(rows) if meta is not None else []
+        self.busy += 1
+        try:
+            entry, sql, args = self._compiler.prepare(query, values)
+            result = await self._query(sql, args)
+            description = result.description
+            if not description:
+                return []
+            return self._meta(entry, description).records(result.rows)
+        finally:
+            self.leave()
 
-    @_exclusive
     async def fetch_one(self, query: Query, values: Mapping[str, Any] | None) -> Record | None:
         """Run a query and return its first row, or ``None``."""
-        _, _, meta, rows = await self._run(query, values)
-        return meta.record(rows[0]) if meta is not None and rows else None
+        self.busy += 1
+        try:
+            entry, sql, args = self._compiler.prepare(query, values)
+            result = await self._query(sql, args)
+            rows = result.rows
+            if not rows or not result.description:
+                return None
+            return self._meta(entry, result.description).record(rows[0])
+        finally:
+            self.leave()
 
     async def fetch_val(
         self, query: Query, values: Mapping[str, Any] | None, column: Any = 0
@@ -325,16 +390,22 @@ class AsyncmyConnection(BackendConnection):
         record = await self.fetch_one(query, values)
         return None if record is None else record[column]
 
-    @_exclusive
     async def execute(self, query: Query, values: Mapping[str, Any] | None) -> Any:
         """Run a statement; return the new row id, the changed-row count or a RETURNING value."""
-        entry, cursor, meta, rows = await self._run(query, values)
-        if meta is not None:
-            return meta.record(rows[0])[0] if rows else None
-        count = int(cursor.rowcount)  # type: ignore[call-overload]  # the stubs say object
-        if entry is not None and entry.kind == Kind.INSERT:
-            return cursor.lastrowid if count > 0 else None
-        return count
+        self.busy += 1
+        try:
+            entry, sql, args = self._compiler.prepare(query, values)
+            result = await self._query(sql, args)
+            description = result.description
+            if description:
+                rows = result.rows
+                return self._meta(entry, description).record(rows[0])[0] if rows else None
+            count = int(result.affected_rows)
+            if entry.kind == Kind.INSERT:
+                return result.insert_id if count > 0 else None
+            return count
+        finally:
+            self.leave()
 
     @_exclusive
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
@@ -353,19 +424,19 @@ class AsyncmyConnection(BackendConnection):
         await self._ready()
         nested = self.in_transaction
         # Atomic: all rows or none, inside the caller's transaction or in our own.
-        await self._statement("SAVEPOINT aiodatabases_many" if nested else "START TRANSACTION", ())
+        await self._query("SAVEPOINT aiodatabases_many" if nested else "START TRANSACTION", ())
         try:
             await self._guard(self._raw.cursor().executemany(sql, rows))
         except BaseException:
             if not self.broken:
                 undo = "ROLLBACK TO SAVEPOINT aiodatabases_many" if nested else "ROLLBACK"
                 try:
-                    await self._statement(undo, ())
+                    await self._query(undo, ())
                 except BaseException:
                     self._lose()  # partial rows must never be kept: let the server drop them
                     raise
             raise
-        await self._statement("RELEASE SAVEPOINT aiodatabases_many" if nested else "COMMIT", ())
+        await self._query("RELEASE SAVEPOINT aiodatabases_many" if nested else "COMMIT", ())
 
     async def cursor(self, query: Query, values: Mapping[str, Any] | None) -> AsyncmyCursor:
         """Open a cursor whose rows are streamed in batches."""
@@ -384,13 +455,13 @@ class AsyncmyConnection(BackendConnection):
                 "(opened with a raw BEGIN?); commit or roll it back first"
             )
         for sql in statements:
-            await self._statement(sql, ())
+            await self._query(sql, ())
         self._txn = True
 
     @_exclusive
     async def commit(self) -> None:
         """Commit the transaction."""
-        await self._statement("COMMIT", ())
+        await self._query("COMMIT", ())
         self._txn = False
 
     @_exclusive
@@ -398,7 +469,7 @@ class AsyncmyConnection(BackendConnection):
         """Roll back the transaction; a lost connection's transaction is already gone."""
         try:
             if not self.broken:
-                await self._statement("ROLLBACK", ())
+                await self._query("ROLLBACK", ())
         except exceptions.OperationalError:
             if not self.broken:
                 raise
@@ -408,12 +479,12 @@ class AsyncmyConnection(BackendConnection):
     @_exclusive
     async def savepoint(self, name: str) -> None:
         """Open a savepoint."""
-        await self._statement(f"SAVEPOINT {name}", ())
+        await self._query(f"SAVEPOINT {name}", ())
 
     @_exclusive
     async def release_savepoint(self, name: str) -> None:
         """Release a savepoint, keeping its work."""
-        await self._statement(f"RELEASE SAVEPOINT {name}", ())
+        await self._query(f"RELEASE SAVEPOINT {name}", ())
 
     @_exclusive
     async def rollback_to_savepoint(self, name: str) -> None:
@@ -426,7 +497,7 @@ class AsyncmyConnection(BackendConnection):
         """
         if self.broken and self._txn:
             return
-        await self._statement(f"ROLLBACK TO SAVEPOINT {name}", ())
+        await self._query(f"ROLLBACK TO SAVEPOINT {name}", ())
 
     # -- pool hooks ---------------------------------------------------------------------------
 
@@ -436,7 +507,7 @@ class AsyncmyConnection(BackendConnection):
             self._stream.closed = True
             await self._stream.detach()
         if self.in_transaction and not self.broken:
-            await self._statement("ROLLBACK", ())
+            await self._query("ROLLBACK", ())
             self._txn = False
 
     async def close(self) -> None:
@@ -557,10 +628,12 @@ class AsyncmyBackend(Backend):
         await self.killer.close()
 
     def _checkout(self, conn: AsyncmyConnection | None) -> AsyncmyConnection | None:
+        # A closed connection is replaced before its next statement (see _query), so only its
+        # age and idle time are checked here.
         if conn is not None:
             now = time.monotonic()
             idle = now - conn.last_used
-            if conn.broken or now - conn.opened > self.pool_recycle or idle > self.idle_limit:
+            if now - conn.opened > self.pool_recycle or idle > self.idle_limit:
                 conn.check = _RECONNECT
             elif idle > _PING_AFTER:
                 conn.check = _PING
@@ -587,12 +660,13 @@ class AsyncmyBackend(Backend):
             connection.parked = True
             return
         connection.last_used = time.monotonic()
-        if connection.broken:
+        raw = connection._raw
+        if connection._broken or raw._stream_broken or not raw._connected:
             # Kept in its pool slot and reconnected at its next checkout: discarding it and
             # opening another would cost the same, and a slot handed on can be taken twice.
             connection.forget_transaction()
             self._pool.release(connection)
-        elif connection.needs_reset:
+        elif connection._stream is not None or connection._txn or raw.get_transaction_status():
             self.spawn(self._reset_and_release(connection))
         else:
             self._pool.release(connection)
