@@ -66,17 +66,23 @@ class BearerDependency(OAuth2PasswordBearer, Generic[T]):
         return await self._resolve(request, await super().__call__(request))
 
 
-async def _caller(request: Request, token: str | None) -> Caller:
+def _require(token: str | None) -> str:
     if token is None:
         raise UnauthorizedError("log in: this needs an access token (Authorization: Bearer)")
+    return token
+
+
+async def _caller(request: Request, token: str | None) -> Caller:
     auth: Auth = request.app.state.auth
-    return await auth.authenticate(await get_database(request), token)
+    return await auth.authenticate(await get_database(request), _require(token))
 
 
 async def _repository(request: Request, token: str | None) -> NotesRepository:
-    caller = await _caller(request, token)
+    auth: Auth = request.app.state.auth
+    database = await get_database(request)
+    owner_id = await auth.user_id(database, _require(token))
     clock = getattr(request.app.state, "clock", utc_now)
-    return NotesRepository(await get_database(request), owner_id=caller.user.id, clock=clock)
+    return NotesRepository(database, owner_id=owner_id, clock=clock)
 
 
 #: Return the user of the request's bearer token.

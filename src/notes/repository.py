@@ -144,7 +144,7 @@ class NotesRepository:
         found = _assemble(await self._database.fetch_all(_GET, self._bind(note_id=note_id)))
         if not found:
             raise NotFoundError(f"note {note_id} does not exist")
-        return found[0]
+        return Note(**found[0])
 
     async def list_page(self, query: ListQuery) -> NotePage:
         """Return one page of notes, filtered, searched and sorted as asked.
@@ -201,10 +201,14 @@ class NotesRepository:
             if sort is Sort.RELEVANCE:
                 next_cursor = encode_cursor(Cursor(sort, offset=offset + len(items)))
             else:
-                next_cursor = encode_cursor(Cursor(sort, getattr(last, sort.column), last.id))
+                next_cursor = encode_cursor(Cursor(sort, last[sort.column], last["id"]))
             if query.offset is not None:
                 next_offset = offset + len(items)
-        return NotePage(items=items, next_cursor=next_cursor, next_offset=next_offset)
+        # The page validates its notes from their fields at once: several times faster than
+        # building each Note first.
+        return NotePage.model_validate(
+            {"items": items, "next_cursor": next_cursor, "next_offset": next_offset}
+        )
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -455,24 +459,24 @@ def _search_clauses(
     return notes, cast("sa.ColumnElement[bool]", matched), matched + weighted
 
 
-def _assemble(rows: Sequence[aiodatabases.Record]) -> list[Note]:
-    """Fold rows of (note columns..., tag), ordered by note then tag, into notes."""
-    found: dict[int, Note] = {}
+def _assemble(rows: Sequence[aiodatabases.Record]) -> list[dict[str, Any]]:
+    """Fold rows of (note columns..., tag), ordered by note then tag, into the fields of notes."""
+    found: dict[int, dict[str, Any]] = {}
     for row in rows:
         note_id = row["id"]
         note = found.get(note_id)
         if note is None:
-            note = found[note_id] = Note(
-                id=note_id,
-                title=row["title"],
-                body=row["body"],
-                completed=row["completed"],
-                tags=[],
-                created_at=row["created_at"],
-                updated_at=row["updated_at"],
-                version=row["version"],
-            )
+            note = found[note_id] = {
+                "id": note_id,
+                "title": row["title"],
+                "body": row["body"],
+                "completed": row["completed"],
+                "tags": [],
+                "created_at": row["created_at"],
+                "updated_at": row["updated_at"],
+                "version": row["version"],
+            }
         tag = row["tag"]
         if tag is not None:
-            note.tags.append(tag)
+            note["tags"].append(tag)
     return list(found.values())

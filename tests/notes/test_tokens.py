@@ -318,3 +318,18 @@ async def test_logout_takes_effect_at_once_for_a_remembered_token(
         response = await anonymous.get(path, headers=headers)
         assert_problem(response, 401)
         assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_a_signed_token_naming_another_users_session_is_refused(
+    app: FastAPI, anonymous: httpx.AsyncClient, principal: tuple[int, int, str]
+) -> None:
+    """A session counts only for its own user: sub and sid must belong together."""
+    user_id, _, _ = principal
+    _, other_token = await add_user(app, "someone-else@example.org")
+    _, other_session = _session_of(other_token)
+    forged = _signed(_claims(user_id, other_session))
+    headers = {"Authorization": f"Bearer {forged}"}
+    for path in ("/api/notes", "/api/users/me"):
+        response = await anonymous.get(path, headers=headers)
+        assert_problem(response, 401)
+        assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
