@@ -1,11 +1,12 @@
-"""MySQL and MariaDB results: how rows are read when the schema changes, warnings, and
-statements that return several results.
+"""MySQL and MariaDB results: how rows are read when the schema changes, warnings,
+statements that return several results, and what a released connection keeps.
 
 These run only when AIODATABASES_TEST_URLS names a mysql:// server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -142,3 +143,38 @@ async def test_query_after_a_statement_with_several_results_gets_its_own_rows(
         assert await connection.fetch_val("SELECT 3") == 3
         await connection.execute("INSERT INTO aiodb_measures VALUES (7, 1, TRUE); SELECT 9")
         assert await connection.fetch_val("SELECT count(*) FROM aiodb_measures") == 1
+
+
+@pytest.mark.timeout(30)
+async def test_connection_released_inside_a_raw_transaction_is_rolled_back_before_reuse(
+    mysql: Database,
+) -> None:
+    """A transaction opened with a raw START TRANSACTION and left open when the connection
+    goes back to the pool is rolled back: the next user of the same server connection sees
+    no transaction and none of its rows."""
+    url = _MYSQL_URLS[0]
+    async with Database(url, max_size=1) as single:
+        async with single.connection() as connection:
+            first_id = await connection.fetch_val("SELECT CONNECTION_ID()")
+            await connection.execute("START TRANSACTION")
+            await connection.execute("INSERT INTO aiodb_measures VALUES (1, 1, TRUE)")
+        async with single.connection() as connection:
+            assert await connection.fetch_val("SELECT CONNECTION_ID()") == first_id
+            assert await connection.fetch_val("SELECT @@in_transaction") == 0
+            assert await connection.fetch_val("SELECT count(*) FROM aiodb_measures") == 0
+
+
+@pytest.mark.timeout(30)
+async def test_connection_closed_while_idle_in_the_pool_is_replaced_before_its_next_query(
+    mysql: Database,
+) -> None:
+    """A pooled connection whose server thread was killed while it sat idle is reconnected
+    before the next query, which succeeds on a new server connection."""
+    url = _MYSQL_URLS[0]
+    async with Database(url, max_size=1) as single:
+        first_id = await single.fetch_val("SELECT CONNECTION_ID()")
+        await mysql.execute(f"KILL {int(first_id)}")
+        for _ in range(50):  # the killed connection's socket sees the server hang up
+            await asyncio.sleep(0.01)
+        second_id = await single.fetch_val("SELECT CONNECTION_ID()")
+        assert second_id != first_id

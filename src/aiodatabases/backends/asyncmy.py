@@ -29,6 +29,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncmy
 from asyncmy import errors as mysql_errors
+from asyncmy.constants import SERVER_STATUS
 from asyncmy.cursors import Cursor, SSCursor
 
 from .. import exceptions
@@ -66,6 +67,7 @@ _KILL_GRACE = 5.0
 _PING_AFTER = 60.0
 
 _FINE, _PING, _RECONNECT = 0, 1, 2
+_IN_TXN = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 
 
 def _exclusive(
@@ -627,27 +629,25 @@ class AsyncmyBackend(Backend):
                 task.cancel()
         await self.killer.close()
 
-    def _checkout(self, conn: AsyncmyConnection | None) -> AsyncmyConnection | None:
+    def _checkout(self, conn: AsyncmyConnection) -> AsyncmyConnection:
         # A closed connection is replaced before its next statement (see _query), so only its
         # age and idle time are checked here.
-        if conn is not None:
-            now = time.monotonic()
-            idle = now - conn.last_used
-            if now - conn.opened > self.pool_recycle or idle > self.idle_limit:
-                conn.check = _RECONNECT
-            elif idle > _PING_AFTER:
-                conn.check = _PING
+        now = time.monotonic()
+        idle = now - conn.last_used
+        if now - conn.opened > self.pool_recycle or idle > self.idle_limit:
+            conn.check = _RECONNECT
+        elif idle > _PING_AFTER:
+            conn.check = _PING
         return conn
 
     def acquire_nowait(self) -> AsyncmyConnection | None:
         """Return an idle connection, or ``None``."""
-        return self._checkout(self._pool.acquire_nowait())
+        conn = self._pool.acquire_nowait()
+        return None if conn is None else self._checkout(conn)
 
     async def acquire(self) -> AsyncmyConnection:
         """Return a connection, waiting up to ``pool_timeout``."""
-        conn = await self._pool.acquire()
-        self._checkout(conn)
-        return conn
+        return self._checkout(await self._pool.acquire())
 
     def release(self, connection: BackendConnection) -> None:
         """Give a connection back; cleanup that needs the server runs in the background."""
@@ -661,15 +661,17 @@ class AsyncmyBackend(Backend):
             return
         connection.last_used = time.monotonic()
         raw = connection._raw
-        if connection._broken or raw._stream_broken or not raw._connected:
+        if connection._stream is None and not connection._txn and not raw.server_status & _IN_TXN:
+            # Clean, or closed with nothing to forget: a closed one is replaced before its
+            # next statement (see _query).
+            self._pool.release(connection)
+        elif connection._broken or raw._stream_broken or not raw._connected:
             # Kept in its pool slot and reconnected at its next checkout: discarding it and
             # opening another would cost the same, and a slot handed on can be taken twice.
             connection.forget_transaction()
             self._pool.release(connection)
-        elif connection._stream is not None or connection._txn or raw.get_transaction_status():
-            self.spawn(self._reset_and_release(connection))
         else:
-            self._pool.release(connection)
+            self.spawn(self._reset_and_release(connection))
 
     async def _reset_and_release(self, conn: AsyncmyConnection) -> None:
         try:
