@@ -180,21 +180,6 @@ class Auth:
             )
         return Caller(account.public(), claims.session_id)
 
-    async def user_id(self, database: aiodatabases.Database, token: str) -> int:
-        """Return the id of the user an access token stands for, without loading the account.
-
-        Raises:
-            UnauthorizedError: The token is not valid, its session ended, or its user is gone.
-        """
-        claims = self.keys.verify(token)
-        if not await AccountsRepository(database).session_is_live(
-            claims.user_id, claims.session_id
-        ):
-            raise UnauthorizedError(
-                "the access token is not valid; log in again", invalid_token=True
-            )
-        return claims.user_id
-
     async def logout(self, database: aiodatabases.Database, caller: Caller) -> None:
         """End the caller's session: its access and refresh tokens stop working."""
         await AccountsRepository(database).revoke_session(caller.session_id, self._clock())

@@ -79,10 +79,14 @@ async def _caller(request: Request, token: str | None) -> Caller:
 
 async def _repository(request: Request, token: str | None) -> NotesRepository:
     auth: Auth = request.app.state.auth
-    database = await get_database(request)
-    owner_id = await auth.user_id(database, _require(token))
-    clock = getattr(request.app.state, "clock", utc_now)
-    return NotesRepository(database, owner_id=owner_id, clock=clock)
+    # The signature and expiry here; the session with the repository's own statements.
+    claims = auth.keys.verify(_require(token))
+    return NotesRepository(
+        await get_database(request),
+        owner_id=claims.user_id,
+        session_id=claims.session_id,
+        clock=getattr(request.app.state, "clock", utc_now),
+    )
 
 
 #: Return the user of the request's bearer token.

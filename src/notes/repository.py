@@ -5,7 +5,9 @@ transaction) when it takes several, so a note and its tags are stored together o
 A repository belongs to one owner: every statement of notes carries ``_owned()``, the one
 criterion that restricts notes to an owner, and every call binds it through
 ``NotesRepository._bind()``, the one place that names the owner; every new note is theirs.
-Another owner's note does not exist, as far as a repository can tell.
+Another owner's note does not exist, as far as a repository can tell. A repository of a login
+session answers only while that session is live: a read checks it in its own statement (one
+round trip for both), a write checks it first.
 
 Statements are built once, with ``bindparam()`` slots for the values of a call, and reused: a
 statement object keeps its SQLAlchemy cache key, so the database finds its compiled form at
@@ -27,10 +29,11 @@ from sqlalchemy.dialects import mysql
 import aiodatabases
 
 from . import search
-from .errors import BadRequestError, NotFoundError, PreconditionFailedError
+from .accounts import AccountsRepository
+from .errors import BadRequestError, NotFoundError, PreconditionFailedError, UnauthorizedError
 from .pagination import Cursor, Sort, decode_cursor, encode_cursor
 from .schemas import Note, NoteIn, NotePage
-from .tables import PG_SEARCH_CONFIG, note_tags, notes, notes_fts, search_vector
+from .tables import PG_SEARCH_CONFIG, auth_sessions, note_tags, notes, notes_fts, search_vector
 
 __all__ = ["ListQuery", "NotesRepository", "ping", "utc_now"]
 
@@ -60,6 +63,19 @@ def _owned() -> sa.ColumnElement[bool]:
     return notes.c.owner_id == sa.bindparam(_OWNER)
 
 
+#: The bind parameter of the login session a read checks (see ``_live_session()``).
+_SESSION = "scope_session_id"
+
+
+def _live_session() -> sa.ColumnElement[bool]:
+    """The criterion of a read in a login session: the session is the owner's and not revoked."""
+    return sa.exists().where(
+        auth_sessions.c.id == sa.bindparam(_SESSION),
+        auth_sessions.c.user_id == sa.bindparam(_OWNER),
+        auth_sessions.c.revoked_at.is_(None),
+    )
+
+
 def _this_note() -> sa.ColumnElement[bool]:
     return notes.c.id == sa.bindparam("note_id")
 
@@ -76,6 +92,7 @@ _GET = (
     .where(_this_note(), _owned())
     .order_by(note_tags.c.position)
 )
+_GET_IN_SESSION = _GET.where(_live_session())
 _VERSION = sa.select(notes.c.version).where(_this_note(), _owned())
 _INSERT = notes.insert()
 _INSERT_TAGS = note_tags.insert()
@@ -115,14 +132,22 @@ class NotesRepository:
     Args:
         database: A connected database with the notes schema.
         owner_id: The user whose notes these are; no other note is ever read or written.
+        session_id: The owner's login session, when the repository serves a request made with
+            its token: every call then raises ``UnauthorizedError`` once it has ended.
         clock: Returns the time stamped on writes (aware, UTC); replaceable in tests.
     """
 
     def __init__(
-        self, database: aiodatabases.Database, *, owner_id: int, clock: Clock = utc_now
+        self,
+        database: aiodatabases.Database,
+        *,
+        owner_id: int,
+        session_id: int | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self._database = database
         self._owner_id = owner_id
+        self._session_id = session_id
         self._clock = clock
         self._dialect = _dialect_family(database.url.dialect)
 
@@ -133,6 +158,22 @@ class NotesRepository:
         values[_OWNER] = self._owner_id
         return values
 
+    def _bind_read(self, **values: Any) -> dict[str, Any]:
+        """The values of a read: the owner, and the session it checks if there is one."""
+        values = self._bind(**values)
+        if self._session_id is not None:
+            values[_SESSION] = self._session_id
+        return values
+
+    async def _check_session(self) -> None:
+        """Raise unless the login session of this repository, if it has one, is live."""
+        if self._session_id is not None and not await AccountsRepository(
+            self._database
+        ).session_is_live(self._owner_id, self._session_id):
+            raise UnauthorizedError(
+                "the access token is not valid; log in again", invalid_token=True
+            )
+
     # -- reads ------------------------------------------------------------------------------
 
     async def get(self, note_id: int) -> Note:
@@ -141,8 +182,12 @@ class NotesRepository:
         Raises:
             NotFoundError: There is no such note.
         """
-        found = _assemble(await self._database.fetch_all(_GET, self._bind(note_id=note_id)))
+        statement = _GET if self._session_id is None else _GET_IN_SESSION
+        found = _assemble(
+            await self._database.fetch_all(statement, self._bind_read(note_id=note_id))
+        )
         if not found:
+            await self._check_session()  # no row: no such note, or no live session
             raise NotFoundError(f"note {note_id} does not exist")
         return Note(**found[0])
 
@@ -152,6 +197,7 @@ class NotesRepository:
         Raises:
             BadRequestError: The cursor is invalid or made for another order, both a cursor
                 and an offset were given, or ``sort=relevance`` came without ``q``.
+            UnauthorizedError: The login session of the repository has ended.
         """
         sort = query.sort or (Sort.RELEVANCE if query.q is not None else Sort.CREATED_AT_DESC)
         if sort is Sort.RELEVANCE and query.q is None:
@@ -163,7 +209,7 @@ class NotesRepository:
         if cursor is not None and sort is Sort.RELEVANCE:
             offset = cursor.offset
 
-        values = self._bind(limit=query.limit + 1)
+        values = self._bind_read(limit=query.limit + 1)
         filter_completed = query.completed is not None
         if filter_completed:
             values["completed"] = query.completed
@@ -172,6 +218,7 @@ class NotesRepository:
         if query.q is not None:
             searched = _search_value(self._dialect, query.q)
             if searched is None:
+                await self._check_session()
                 return NotePage(items=[], next_cursor=None, next_offset=None)
             values[searched[0]] = searched[1]
         after = cursor is not None and sort is not Sort.RELEVANCE
@@ -189,9 +236,12 @@ class NotesRepository:
                 after,
                 bool(offset),
                 query.q is not None,
+                self._session_id is not None,
             )
         )
         items = _assemble(await self._database.fetch_all(statement, values))
+        if not items:
+            await self._check_session()  # no row: no such notes, or no live session
         more = len(items) > query.limit
         items = items[: query.limit]
         next_cursor: str | None = None
@@ -214,6 +264,7 @@ class NotesRepository:
 
     async def create(self, note: NoteIn) -> Note:
         """Store a new note with its tags, in one transaction (without tags: one statement)."""
+        await self._check_session()
         if not note.tags:
             # A single INSERT is atomic by itself: BEGIN and COMMIT would cost two more trips.
             return await self._insert(note, self._clock())
@@ -222,6 +273,7 @@ class NotesRepository:
 
     async def create_many(self, batch: Sequence[NoteIn]) -> list[Note]:
         """Store several notes with their tags in one transaction: all of them or none."""
+        await self._check_session()
         now = self._clock()
         async with self._database.transaction():
             return [await self._insert(note, now) for note in batch]
@@ -279,6 +331,7 @@ class NotesRepository:
             NotFoundError: There is no such note.
             PreconditionFailedError: Its version is not in ``versions``; nothing changed.
         """
+        await self._check_session()
         columns = {key: changes[key] for key in ("title", "body", "completed") if key in changes}
         async with self._database.transaction():
             if not columns and "tags" not in changes:
@@ -311,6 +364,7 @@ class NotesRepository:
             NotFoundError: There is no such note.
             PreconditionFailedError: Its version is not in ``versions``; nothing deleted.
         """
+        await self._check_session()
         values = self._bind(note_id=note_id)
         statement = _DELETE
         if versions is not None:
@@ -380,6 +434,7 @@ class _PageShape:
     after: bool
     offset: bool
     search: bool
+    session: bool
 
 
 @functools.lru_cache(maxsize=1024)
@@ -391,6 +446,8 @@ def _page_statement(shape: _PageShape) -> sa.Select[Any]:
     ``offset``, and the search words (see ``_search_value``).
     """
     criteria = [_owned()]
+    if shape.session:
+        criteria.append(_live_session())
     if shape.completed:
         criteria.append(notes.c.completed == sa.bindparam("completed"))
     for index in range(shape.tags):

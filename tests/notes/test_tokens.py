@@ -308,14 +308,28 @@ def test_a_ring_with_other_keys_refuses_a_token_another_ring_remembered() -> Non
 async def test_logout_takes_effect_at_once_for_a_remembered_token(
     anonymous: httpx.AsyncClient, principal: tuple[int, int, str]
 ) -> None:
-    """A token used (and remembered) before a logout gets 401 on its next request."""
+    """A token used (and remembered) before a logout gets 401 on its next request, on every
+    route, even for the caller's own notes: reads check the session in the same statement."""
     _, _, token = principal
     headers = {"Authorization": f"Bearer {token}"}
+    created = await anonymous.post("/api/notes", json={"title": "mine"}, headers=headers)
+    assert created.status_code == 201
+    note = f"/api/notes/{created.json()['id']}"
     for _ in range(2):
-        assert (await anonymous.get("/api/notes", headers=headers)).status_code == 200
+        assert (await anonymous.get(note, headers=headers)).status_code == 200
+        assert len((await anonymous.get("/api/notes", headers=headers)).json()["items"]) == 1
     assert (await anonymous.post("/api/auth/logout", headers=headers)).status_code == 204
-    for path in ("/api/notes", "/api/users/me"):
-        response = await anonymous.get(path, headers=headers)
+    for response in (
+        await anonymous.get(note, headers=headers),
+        await anonymous.get("/api/notes", headers=headers),
+        await anonymous.get("/api/notes?q=mine", headers=headers),
+        await anonymous.get("/api/users/me", headers=headers),
+        await anonymous.post("/api/notes", json={"title": "after"}, headers=headers),
+        await anonymous.post("/api/notes/batch", json={"notes": [{"title": "b"}]}, headers=headers),
+        await anonymous.patch(note, json={"title": "changed"}, headers=headers),
+        await anonymous.put(note, json={"title": "replaced"}, headers=headers),
+        await anonymous.delete(note, headers=headers),
+    ):
         assert_problem(response, 401)
         assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
 
