@@ -1,4 +1,4 @@
-"""A small connection pool, fair within a bound, for drivers that have none (SQLite)."""
+"""A small connection pool, fair within a bound, for drivers that have none (SQLite, MySQL)."""
 
 from __future__ import annotations
 
