@@ -8,6 +8,7 @@ environment variable ``AIODATABASES_NO_EXTENSIONS`` forces the fallback.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -189,7 +190,10 @@ class ResultMeta:
         objects: Sequence[Sequence[Any]] = (),
         processors: Sequence[Processor | None] = (),
     ) -> None:
-        self.names: tuple[str, ...] = tuple(names)
+        # Interned, so that looking up a name written in the caller's code (interned by the
+        # compiler) finds the same object in the keymap and skips comparing characters: the
+        # names of raw SQL results come from the driver as fresh strings.
+        self.names: tuple[str, ...] = tuple([sys.intern(str(name)) for name in names])
         self.width = len(self.names)
         keymap: dict[Any, int] = {}
         for index, name in enumerate(self.names):

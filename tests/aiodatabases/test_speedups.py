@@ -202,3 +202,15 @@ def test_core_results_use_the_c_readers_in_bulk() -> None:
         (False, None),
         (None, dt.datetime(2024, 1, 2)),
     ]
+
+
+def test_plan_names_are_interned_for_lookups_by_identity() -> None:
+    """Column names arrive from drivers as fresh strings; the plan keeps the interned ones, so
+    ``row["id"]`` in code finds its key by identity, and reads still work by equal text."""
+    fresh = "".join(["i", "d"])
+    assert fresh is not sys.intern("id")
+    meta = _records.ResultMeta([fresh, "".join(["na", "me"])])
+    assert meta.names[0] is sys.intern("id")
+    assert next(key for key in meta.keymap if key == "id") is sys.intern("id")
+    record = meta.records([(7, "x")])[0]
+    assert (record["id"], record[fresh], record.name, list(record)) == (7, 7, "x", ["id", "name"])
