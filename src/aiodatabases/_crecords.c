@@ -482,7 +482,7 @@ convert_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
-/* bool_to_int(value): True/1 -> 1, False/0 -> 0, None -> None; anything else is a TypeError. */
+/* bool_to_int(value): True/1 -> 1, False/0 -> 0, None -> None, as SQLAlchemy binds a Boolean on SQLite. */
 static PyObject *
 bool_to_int(PyObject *module, PyObject *value)
 {
@@ -495,17 +495,24 @@ bool_to_int(PyObject *module, PyObject *value)
     if (value == Py_False) {
         return PyLong_FromLong(0);
     }
-    if (PyLong_Check(value)) {
-        int overflow = 0;
-        long v = PyLong_AsLongAndOverflow(value, &overflow);
-        if (!overflow && (v == 0 || v == 1)) {
-            return PyLong_FromLong(v);
-        }
-        if (v == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
+    /* As SQLAlchemy's Boolean: anything equal to True or False (1, 0.0, Decimal(1) ...) is
+     * accepted and bound as int(value); another int is a ValueError, the rest a TypeError. */
+    int equal = PyObject_RichCompareBool(value, Py_True, Py_EQ);
+    if (equal == 0) {
+        equal = PyObject_RichCompareBool(value, Py_False, Py_EQ);
     }
-    PyErr_Format(PyExc_TypeError, "Not a boolean value: %R", value);
+    if (equal < 0) {
+        return NULL;
+    }
+    if (equal) {
+        return PyNumber_Long(value);
+    }
+    if (PyLong_Check(value)) {
+        PyErr_Format(PyExc_ValueError, "Value %R is not None, True, or False", value);
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "Not a boolean value: %R", value);
+    }
     return NULL;
 }
 

@@ -101,8 +101,10 @@ def _py_sqlite_datetime(value: Any) -> str | None:
 def _py_bool_to_int(value: Any) -> int | None:
     if value is None:
         return None
-    if value in (True, False) and isinstance(value, int):
+    if value in (True, False):
         return int(value)
+    if isinstance(value, int):
+        raise ValueError(f"Value {value!r} is not None, True, or False")
     raise TypeError(f"Not a boolean value: {value!r}")
 
 

@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -46,20 +47,27 @@ def test_sqlite_datetime_rejects_what_sqlalchemy_rejects(bad: Any) -> None:
             convert(bad)
 
 
-@pytest.mark.parametrize("value", [True, False, None, 1, 0])
+@pytest.mark.parametrize("value", [True, False, None, 1, 0, 1.0, 0.0, Decimal("1")])
 def test_bool_to_int_matches_sqlalchemy(value: Any) -> None:
-    """Booleans bind as SQLAlchemy binds them for SQLite: 1, 0 or NULL."""
+    """Booleans bind as SQLAlchemy binds them for SQLite: 1, 0 or NULL, from anything equal to
+    True or False."""
     process: Any = sqltypes.Boolean().bind_processor
     expected = process(sqlite_base.SQLiteDialect())(value)
-    assert _records.bool_to_int(value) == expected
-    assert _records._py_bool_to_int(value) == expected
-
-
-@pytest.mark.parametrize("bad", [2, -1, "yes", 1.0])
-def test_bool_to_int_rejects_non_booleans(bad: Any) -> None:
-    """Anything but a boolean, 0, 1 or None is refused, as SQLAlchemy refuses it."""
     for convert in (_records.bool_to_int, _records._py_bool_to_int):
-        with pytest.raises(TypeError, match="Not a boolean value"):
+        got = convert(value)
+        assert (got, type(got)) == (expected, type(expected))
+
+
+@pytest.mark.parametrize("bad", [2, -1, "yes", 1.5, "1"])
+def test_bool_to_int_refuses_what_sqlalchemy_refuses(bad: Any) -> None:
+    """Anything else is refused with SQLAlchemy's error: ValueError for another integer,
+    TypeError for the rest."""
+    bind_processor: Any = sqltypes.Boolean().bind_processor
+    process = bind_processor(sqlite_base.SQLiteDialect())
+    with pytest.raises((TypeError, ValueError)) as expected:
+        process(bad)
+    for convert in (_records.bool_to_int, _records._py_bool_to_int):
+        with pytest.raises(expected.type, match=str(expected.value).split(":")[0]):
             convert(bad)
 
 
