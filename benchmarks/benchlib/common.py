@@ -343,43 +343,83 @@ class Bench:
         ``many`` writes ``inputs.many_rows`` once per item; (e) is skipped when
         ``concurrent`` is ``None`` (a single held connection cannot serve concurrent tasks).
         """
+        await self.measure_point(query_variant, point, inputs)
+        await self.measure_fetch(fetch_variant, fetch, inputs)
+        await self.measure_insert(query_variant, insert, inputs, insert_values)
+        await self.measure_many(query_variant, many, inputs)
+        if concurrent is not None:
+            await self.measure_concurrent(query_variant, concurrent, inputs)
+
+    # One method a workload: each knows its items, warm-up and unit of work, so that every
+    # contender measures a workload the same way.
+
+    async def measure_point(
+        self, variant: str, point: Callable[[Sequence[int]], Awaitable[object]], inputs: Inputs
+    ) -> None:
+        """(a): one select per id of ``inputs.point_ids``."""
         await self.measure(
-            "a_point_select", query_variant, point, inputs.point_ids, warmup=inputs.point_warmup
+            "a_point_select", variant, point, inputs.point_ids, warmup=inputs.point_warmup
         )
+
+    async def measure_fetch(
+        self, variant: str, fetch: Callable[[Sequence[int]], Awaitable[object]], inputs: Inputs
+    ) -> None:
+        """(b): one fetch of ``sizes.fetch_rows`` rows per item, counted in rows."""
         await self.measure(
             "b_fetch_rows",
-            fetch_variant,
+            variant,
             fetch,
             inputs.fetch_items,
             warmup=inputs.fetch_warmup,
             per_item=self.sizes.fetch_rows,
             chunk=1,
         )
+
+    async def measure_insert(
+        self,
+        variant: str,
+        insert: Callable[[Sequence[Any]], Awaitable[object]],
+        inputs: Inputs,
+        insert_values: Callable[[RowData], Any],
+    ) -> None:
+        """(c): one insert per row of ``inputs.insert_rows``, as ``insert_values`` makes it."""
         await self.measure(
             "c_insert",
-            query_variant,
+            variant,
             insert,
             [insert_values(r) for r in inputs.insert_rows],
             warmup=[insert_values(r) for r in inputs.insert_warmup],
         )
+
+    async def measure_many(
+        self, variant: str, many: Callable[[Sequence[int]], Awaitable[object]], inputs: Inputs
+    ) -> None:
+        """(d): ``inputs.many_rows`` written once per item, counted in rows."""
         await self.measure(
             "d_execute_many",
-            query_variant,
+            variant,
             many,
             inputs.many_items,
             warmup=inputs.many_warmup,
             per_item=len(inputs.many_rows),
             chunk=1,
         )
-        if concurrent is not None:
-            await self.measure(
-                "e_concurrent",
-                query_variant,
-                concurrent,
-                inputs.concurrent_ids,
-                warmup=inputs.concurrent_warmup,
-                chunk=len(inputs.concurrent_ids),
-            )
+
+    async def measure_concurrent(
+        self,
+        variant: str,
+        concurrent: Callable[[Sequence[int]], Awaitable[object]],
+        inputs: Inputs,
+    ) -> None:
+        """(e): all of ``inputs.concurrent_ids`` in one call (it spreads them over tasks)."""
+        await self.measure(
+            "e_concurrent",
+            variant,
+            concurrent,
+            inputs.concurrent_ids,
+            warmup=inputs.concurrent_warmup,
+            chunk=len(inputs.concurrent_ids),
+        )
 
     def fail(self, variant_keys: Iterable[str], exc: BaseException) -> None:
         """Record ``exc`` as the error of every listed ``workload/variant`` not yet measured."""

@@ -121,45 +121,14 @@ async def run_workloads(
     )
     try:
         for variant, point in points:
-            await bench.measure(
-                "a_point_select", variant, point, inputs.point_ids, warmup=inputs.point_warmup
-            )
+            await bench.measure_point(variant, point, inputs)
         for variant, fetch in fetchers:
-            await bench.measure(
-                "b_fetch_rows",
-                variant,
-                fetch,
-                inputs.fetch_items,
-                warmup=inputs.fetch_warmup,
-                per_item=fetch_rows,
-                chunk=1,
-            )
+            await bench.measure_fetch(variant, fetch, inputs)
         for variant, insert, values_of in inserts:
-            await bench.measure(
-                "c_insert",
-                variant,
-                insert,
-                [values_of(r) for r in inputs.insert_rows],
-                warmup=[values_of(r) for r in inputs.insert_warmup],
-            )
+            await bench.measure_insert(variant, insert, inputs, values_of)
         for variant, many in (("raw", many_raw), ("core", many_core)):
-            await bench.measure(
-                "d_execute_many",
-                variant,
-                many,
-                inputs.many_items,
-                warmup=inputs.many_warmup,
-                per_item=len(inputs.many_rows),
-                chunk=1,
-            )
+            await bench.measure_many(variant, many, inputs)
         for variant, concurrent in (("raw", concurrent_raw), ("core", concurrent_core)):
-            await bench.measure(
-                "e_concurrent",
-                variant,
-                concurrent,
-                inputs.concurrent_ids,
-                warmup=inputs.concurrent_warmup,
-                chunk=len(inputs.concurrent_ids),
-            )
+            await bench.measure_concurrent(variant, concurrent, inputs)
     finally:
         await db.disconnect()

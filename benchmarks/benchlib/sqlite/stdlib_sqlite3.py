@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from ..common import COLUMNS, INSERT_COLUMNS, Bench, Inputs, read_sink
+from ..common import COLUMNS, INSERT_COLUMNS, Bench, Inputs, RowData, read_sink
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM items WHERE id = ?"
 SELECT_MANY = f"SELECT {COLUMNS} FROM items WHERE id <= ?"
@@ -42,8 +42,6 @@ async def run(bench: Bench, target: dict[str, Any]) -> None:
                 last = (r[0], r[1], r[2], r[3], r[4])
         read_sink(last)
 
-    insert_params = [r.raw_tuple() for r in inputs.insert_rows]
-    insert_warm = [r.raw_tuple() for r in inputs.insert_warmup]
     commit = conn.commit
 
     async def insert(rows: Sequence[tuple[Any, ...]]) -> None:
@@ -59,35 +57,10 @@ async def run(bench: Bench, target: dict[str, Any]) -> None:
             commit()
 
     try:
-        await bench.measure(
-            "a_point_select", "raw", point, inputs.point_ids, warmup=inputs.point_warmup
-        )
-        await bench.measure(
-            "b_fetch_rows",
-            "by_index",
-            fetch,
-            inputs.fetch_items,
-            warmup=inputs.fetch_warmup,
-            per_item=fetch_rows,
-            chunk=1,
-        )
-        await bench.measure("c_insert", "raw", insert, insert_params, warmup=insert_warm)
-        await bench.measure(
-            "d_execute_many",
-            "raw",
-            many,
-            inputs.many_items,
-            warmup=inputs.many_warmup,
-            per_item=len(batch),
-            chunk=1,
-        )
-        await bench.measure(
-            "e_concurrent",
-            "sequential",
-            point,
-            inputs.concurrent_ids,
-            warmup=inputs.concurrent_warmup,
-            chunk=len(inputs.concurrent_ids),
-        )
+        await bench.measure_point("raw", point, inputs)
+        await bench.measure_fetch("by_index", fetch, inputs)
+        await bench.measure_insert("raw", insert, inputs, RowData.raw_tuple)
+        await bench.measure_many("raw", many, inputs)
+        await bench.measure_concurrent("sequential", point, inputs)
     finally:
         conn.close()
