@@ -92,7 +92,8 @@ class CompiledQuery:
     """One statement compiled for one dialect: SQL text, parameter order and result plan.
 
     Instances are cached and shared by every task that runs the same statement shape; they
-    are never mutated after construction except for the ``meta`` memo and the ``slow`` flag.
+    are never mutated after construction except for the ``meta`` memo and the ``slow`` count
+    (how many quick runs on a worker thread SQLite still wants before trying the loop again).
     """
 
     __slots__ = (
@@ -125,7 +126,7 @@ class CompiledQuery:
         self.readonly = readonly
         self.compiled = compiled
         self.meta: ResultMeta | None = None
-        self.slow = False
+        self.slow = 0
         self.bind_processors: tuple[tuple[int, Processor], ...] = ()
         self.prefetch: tuple[Any, ...] = ()
         self.result_columns: list[Any] | None = None

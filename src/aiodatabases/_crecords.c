@@ -1,8 +1,11 @@
 /* Speedups for aiodatabases records: the record type's lookups and bulk construction.
  *
  * A record holds its row (any sequence: a tuple from sqlite3, an asyncpg Record, a list
- * after conversion), the keymap of its statement (name, position or Column -> index) and the
- * statement's ResultMeta. Reading a field is one dict lookup and one index, done here in C;
+ * after conversion), the keymap of its statement (name, position or Column -> index), the
+ * statement's ResultMeta and that plan's lookup tuple (its column names, then the names that
+ * read a column as an attribute). Reading a field by a name written in code is a few pointer
+ * comparisons (both sides are interned), by position an index, by anything else one dict
+ * lookup, all done here in C;
  * everything else about records lives in Python (aiodatabases/_records.py), which falls back
  * to a pure-Python implementation when this module is not built.
  */
@@ -16,9 +19,20 @@ typedef struct {
     PyObject *row;
     PyObject *keymap;
     PyObject *meta;
+    PyObject *lookup; /* meta.lookup: 2 x width interned names (see plan_lookup), or NULL */
 } RecordObject;
 
 static PyObject *fallback_name; /* "_fallback" */
+static PyObject *lookup_name;   /* "lookup" */
+
+/* Record, once registered by set_record_class(), and the version tag its type had then. Its
+ * plans' attribute names were computed against that version; while the type is unchanged,
+ * reading row.name need not look the name up in the class first. */
+static PyTypeObject *record_class = NULL;
+static unsigned int record_class_version = 0;
+
+/* Rows at most this wide are searched by identity before the keymap is consulted. */
+#define NAME_SCAN_MAX 32
 
 static int
 record_traverse(RecordObject *self, visitproc visit, void *arg)
@@ -26,6 +40,7 @@ record_traverse(RecordObject *self, visitproc visit, void *arg)
     Py_VISIT(self->row);
     Py_VISIT(self->keymap);
     Py_VISIT(self->meta);
+    Py_VISIT(self->lookup);
     return 0;
 }
 
@@ -35,6 +50,7 @@ record_clear(RecordObject *self)
     Py_CLEAR(self->row);
     Py_CLEAR(self->keymap);
     Py_CLEAR(self->meta);
+    Py_CLEAR(self->lookup);
     return 0;
 }
 
@@ -74,11 +90,47 @@ record_dealloc(RecordObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* A new reference to the lookup tuple of a plan (ResultMeta.lookup) when it can be searched
+ * by identity: for a plan of width w (at most NAME_SCAN_MAX), 2w items, the w column names
+ * (exact str), then for each column the name that reads it as an attribute, or None where
+ * the name is taken by the class or starts with "_". NULL, with no error set, when the plan
+ * has none; lookups then go by the keymap alone. The keymap a record is given must be the one
+ * built from these names (the last column of a name wins). */
+static PyObject *
+plan_lookup(PyObject *meta)
+{
+    PyObject *lookup = PyObject_GetAttr(meta, lookup_name);
+    if (lookup == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_ssize_t size = PyTuple_CheckExact(lookup) ? PyTuple_GET_SIZE(lookup) : -1;
+    if (size < 0 || size % 2 != 0 || size / 2 > NAME_SCAN_MAX) {
+        Py_DECREF(lookup);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyObject *item = PyTuple_GET_ITEM(lookup, i);
+        if (!PyUnicode_CheckExact(item) && !(i >= size / 2 && item == Py_None)) {
+            Py_DECREF(lookup);
+            return NULL;
+        }
+    }
+    return lookup;
+}
+
 static int
 record_init(RecordObject *self, PyObject *args, PyObject *kwds)
 {
     PyObject *row, *keymap, *meta;
     if (!PyArg_ParseTuple(args, "OO!O:RecordBase", &row, &PyDict_Type, &keymap, &meta)) {
+        return -1;
+    }
+    PyObject *lookup = plan_lookup(meta);
+    if (lookup == NULL && PyErr_Occurred()) {
         return -1;
     }
     Py_INCREF(row);
@@ -87,6 +139,7 @@ record_init(RecordObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->row, row);
     Py_XSETREF(self->keymap, keymap);
     Py_XSETREF(self->meta, meta);
+    Py_XSETREF(self->lookup, lookup);
     return 0;
 }
 
@@ -113,6 +166,32 @@ record_lookup(RecordObject *self, PyObject *key)
     if (self->keymap == NULL || self->row == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "record is not initialized");
         return NULL;
+    }
+    PyObject *lookup = self->lookup;
+    if (lookup != NULL) {
+        Py_ssize_t width = PyTuple_GET_SIZE(lookup) / 2;
+        if (PyUnicode_CheckExact(key)) {
+            /* A name written in code is interned, and so are the plan's names: find it by
+             * identity, from the last column, which is the one a duplicated name reads. An
+             * equal string that is another object falls through to the keymap. */
+            for (Py_ssize_t i = width; i-- > 0;) {
+                if (PyTuple_GET_ITEM(lookup, i) == key) {
+                    return row_item(self->row, i);
+                }
+            }
+        }
+        else if (PyLong_CheckExact(key)) {
+            Py_ssize_t i = PyLong_AsSsize_t(key);
+            if (i == -1 && PyErr_Occurred()) {
+                /* too large for any row: not a position, as the keymap would say */
+                PyErr_Clear();
+                return NULL;
+            }
+            if (i < -width || i >= width) {
+                return NULL;
+            }
+            return row_item(self->row, i < 0 ? i + width : i);
+        }
     }
     PyObject *index = PyDict_GetItemWithError(self->keymap, key);
     if (index == NULL) {
@@ -144,6 +223,19 @@ record_subscript(RecordObject *self, PyObject *key)
 static PyObject *
 record_getattro(RecordObject *self, PyObject *name)
 {
+    PyObject *lookup = self->lookup;
+    if (lookup != NULL && PyUnicode_CheckExact(name) && Py_TYPE(self) == record_class &&
+        record_class->tp_version_tag == record_class_version &&
+        (record_class->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        /* The plan named the columns an attribute may read (not taken by the class, no
+         * leading "_") against this very version of the class: search them by identity. */
+        Py_ssize_t width = PyTuple_GET_SIZE(lookup) / 2;
+        for (Py_ssize_t i = width; i-- > 0;) {
+            if (PyTuple_GET_ITEM(lookup, width + i) == name) {
+                return row_item(self->row, i);
+            }
+        }
+    }
     /* Methods and attributes of the class win over column names (row.keys is a method). */
     if (PyUnicode_Check(name) && _PyType_Lookup(Py_TYPE(self), name) == NULL &&
         PyUnicode_READ_CHAR(name, 0) != '_') {
@@ -182,8 +274,31 @@ static PyTypeObject RecordBaseType = {
     .tp_members = record_members,
 };
 
+/* set_record_class(cls): register the record class whose plans' attribute names hold until
+ * the class is changed. Returns the class's version tag (0 when it has none). */
 static PyObject *
-new_record(PyTypeObject *cls, PyObject *row, PyObject *keymap, PyObject *meta)
+set_record_class(PyObject *module, PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &RecordBaseType)) {
+        PyErr_SetString(PyExc_TypeError, "cls must be a RecordBase subclass");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    /* A lookup gives the type a version tag if it has none yet. */
+    (void)_PyType_Lookup(type, fallback_name);
+    Py_INCREF(cls);
+    Py_XSETREF(record_class, type);
+    record_class_version =
+        (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
+    if (record_class_version == 0) {
+        /* No version to compare against: never take the shortcut. */
+        Py_CLEAR(record_class);
+    }
+    return PyLong_FromUnsignedLong(record_class_version);
+}
+
+static PyObject *
+new_record(PyTypeObject *cls, PyObject *row, PyObject *keymap, PyObject *meta, PyObject *lookup)
 {
     RecordObject *self;
 #ifdef RECORD_FREELIST
@@ -202,6 +317,7 @@ new_record(PyTypeObject *cls, PyObject *row, PyObject *keymap, PyObject *meta)
         self->row = NULL;
         self->keymap = NULL;
         self->meta = NULL;
+        self->lookup = NULL;
     }
     else
 #endif
@@ -220,9 +336,11 @@ new_record(PyTypeObject *cls, PyObject *row, PyObject *keymap, PyObject *meta)
     Py_INCREF(row);
     Py_INCREF(keymap);
     Py_INCREF(meta);
+    Py_XINCREF(lookup);
     self->row = row;
     self->keymap = keymap;
     self->meta = meta;
+    self->lookup = lookup;
     return (PyObject *)self;
 }
 
@@ -243,18 +361,12 @@ int_to_boolean(PyObject *module, PyObject *value)
 
 static PyObject *fromisoformat = NULL; /* datetime.datetime.fromisoformat */
 
+/* The value of the two decimal digits at t, or -1 when either is not a digit. */
 static inline int
-digits(const Py_UCS1 *text, Py_ssize_t start, Py_ssize_t count, int *out)
+two_digits(const Py_UCS1 *t)
 {
-    int value = 0;
-    for (Py_ssize_t i = start; i < start + count; i++) {
-        if (text[i] < '0' || text[i] > '9') {
-            return 0;
-        }
-        value = value * 10 + (text[i] - '0');
-    }
-    *out = value;
-    return 1;
+    unsigned int hi = (unsigned int)t[0] - '0', lo = (unsigned int)t[1] - '0';
+    return (hi > 9 || lo > 9) ? -1 : (int)(hi * 10 + lo);
 }
 
 /* str_to_datetime(value): None -> None, else datetime.fromisoformat(value). Text of the form
@@ -270,15 +382,21 @@ str_to_datetime(PyObject *module, PyObject *value)
         PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND) {
         Py_ssize_t n = PyUnicode_GET_LENGTH(value);
         const Py_UCS1 *t = PyUnicode_1BYTE_DATA(value);
-        int year, month, day, hour, minute, second, micro = 0;
         if ((n == 19 || n == 26) && t[4] == '-' && t[7] == '-' && t[10] == ' ' &&
-            t[13] == ':' && t[16] == ':' && digits(t, 0, 4, &year) && digits(t, 5, 2, &month) &&
-            digits(t, 8, 2, &day) && digits(t, 11, 2, &hour) && digits(t, 14, 2, &minute) &&
-            digits(t, 17, 2, &second) &&
-            (n == 19 || (t[19] == '.' && digits(t, 20, 6, &micro)))) {
-            return PyDateTimeAPI->DateTime_FromDateAndTime(year, month, day, hour, minute, second,
-                                                           micro, Py_None,
-                                                           PyDateTimeAPI->DateTimeType);
+            t[13] == ':' && t[16] == ':' && (n == 19 || t[19] == '.')) {
+            int century = two_digits(t), years = two_digits(t + 2), month = two_digits(t + 5),
+                day = two_digits(t + 8), hour = two_digits(t + 11),
+                minute = two_digits(t + 14), second = two_digits(t + 17), micro = 0;
+            if (n == 26) {
+                int m1 = two_digits(t + 20), m2 = two_digits(t + 22), m3 = two_digits(t + 24);
+                micro = (m1 | m2 | m3) < 0 ? -1 : (m1 * 100 + m2) * 100 + m3;
+            }
+            if ((century | years | month | day | hour | minute | second | micro) >= 0) {
+                /* Out-of-range fields (month 13) raise ValueError here as there. */
+                return PyDateTimeAPI->DateTime_FromDateAndTime(
+                    century * 100 + years, month, day, hour, minute, second, micro, Py_None,
+                    PyDateTimeAPI->DateTimeType);
+            }
         }
     }
     return PyObject_CallOneArg(fromisoformat, value);
@@ -286,39 +404,98 @@ str_to_datetime(PyObject *module, PyObject *value)
 
 static PyObject *int_to_boolean_func = NULL;  /* this module's int_to_boolean */
 static PyObject *str_to_datetime_func = NULL; /* this module's str_to_datetime */
+static PyObject *bool_to_int_func = NULL;     /* this module's bool_to_int */
+static PyObject *sqlite_datetime_func = NULL; /* this module's sqlite_datetime */
 
-/* Apply (index, function) pairs to the n items of a fresh copy of a row, in place. */
+static PyObject *bool_to_int(PyObject *module, PyObject *value);
+static PyObject *sqlite_datetime(PyObject *module, PyObject *value);
+
+/* The (index, function) pairs of a processors tuple, read once per call rather than once per
+ * row. The module's own converters are recognised here and then called directly, without an
+ * argument vector. Functions are borrowed from the processors tuple, which outlives the call. */
+typedef PyObject *(*converter)(PyObject *, PyObject *);
+
+typedef struct {
+    Py_ssize_t index;
+    converter direct; /* one of this module's converters, or NULL */
+    PyObject *func;
+} Step;
+
+#define STEPS_INLINE 16
+
+typedef struct {
+    Py_ssize_t count;
+    Step *steps;
+    Step inline_steps[STEPS_INLINE];
+} Steps;
+
 static int
-apply_processors(PyObject **items, Py_ssize_t n, PyObject *processors)
+steps_init(Steps *plan, PyObject *processors)
 {
     Py_ssize_t count = PyTuple_GET_SIZE(processors);
+    plan->count = 0;
+    plan->steps = plan->inline_steps;
+    if (count > STEPS_INLINE) {
+        plan->steps = PyMem_New(Step, count);
+        if (plan->steps == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
     for (Py_ssize_t k = 0; k < count; k++) {
         PyObject *pair = PyTuple_GET_ITEM(processors, k);
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
             PyErr_SetString(PyExc_TypeError, "processors must be (index, function) pairs");
-            return -1;
+            goto error;
         }
         Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
         if (i == -1 && PyErr_Occurred()) {
-            return -1;
+            goto error;
         }
+        PyObject *func = PyTuple_GET_ITEM(pair, 1);
+        Step *step = &plan->steps[k];
+        step->index = i;
+        step->func = func;
+        step->direct = func == int_to_boolean_func    ? int_to_boolean
+                       : func == str_to_datetime_func ? str_to_datetime
+                       : func == bool_to_int_func     ? bool_to_int
+                       : func == sqlite_datetime_func ? sqlite_datetime
+                                                      : NULL;
+    }
+    plan->count = count;
+    return 0;
+error:
+    if (plan->steps != plan->inline_steps) {
+        PyMem_Free(plan->steps);
+    }
+    plan->steps = plan->inline_steps;
+    return -1;
+}
+
+static void
+steps_free(Steps *plan)
+{
+    if (plan->steps != plan->inline_steps) {
+        PyMem_Free(plan->steps);
+    }
+    plan->steps = plan->inline_steps;
+    plan->count = 0;
+}
+
+/* Apply the steps to the n items of a row owned by the caller, in place. */
+static int
+apply_steps(PyObject **items, Py_ssize_t n, const Steps *plan)
+{
+    for (Py_ssize_t k = 0; k < plan->count; k++) {
+        const Step *step = &plan->steps[k];
+        Py_ssize_t i = step->index;
         if (i < 0 || i >= n) {
             PyErr_Format(PyExc_IndexError, "row has %zd columns, converter for column %zd", n,
                          i);
             return -1;
         }
-        PyObject *func = PyTuple_GET_ITEM(pair, 1);
-        PyObject *converted;
-        /* The module's own converters are called directly, without an argument vector. */
-        if (func == int_to_boolean_func) {
-            converted = int_to_boolean(NULL, items[i]);
-        }
-        else if (func == str_to_datetime_func) {
-            converted = str_to_datetime(NULL, items[i]);
-        }
-        else {
-            converted = PyObject_CallOneArg(func, items[i]);
-        }
+        PyObject *converted = step->direct != NULL ? step->direct(NULL, items[i])
+                                                   : PyObject_CallOneArg(step->func, items[i]);
         if (converted == NULL) {
             return -1;
         }
@@ -327,36 +504,44 @@ apply_processors(PyObject **items, Py_ssize_t n, PyObject *processors)
     return 0;
 }
 
-/* convert(row, processors) -> list: apply (index, function) pairs to a copy of row. */
+/* convert(row, steps) -> list: apply the steps to a copy of row. */
 static PyObject *
-convert_row(PyObject *row, PyObject *processors)
+convert_row(PyObject *row, const Steps *plan)
 {
     PyObject *values = PySequence_List(row);
     if (values == NULL) {
         return NULL;
     }
-    if (apply_processors(((PyListObject *)values)->ob_item, PyList_GET_SIZE(values),
-                         processors) < 0) {
+    if (apply_steps(((PyListObject *)values)->ob_item, PyList_GET_SIZE(values), plan) < 0) {
         Py_DECREF(values);
         return NULL;
     }
     return values;
 }
 
-/* The values of a record: a converted copy of row as a tuple, off the cycle collector's lists
- * like the record that will hold it. It is never changed afterwards, so it cannot join a cycle
- * unless user code makes a converted value (a JSON dict) refer back to its record. Left
- * tracked, a thousand fetched rows would make every collection that follows scan a thousand
- * more objects, which costs more than building the records. */
+/* The values of a record: row converted, as a tuple off the cycle collector's lists like the
+ * record that will hold it. It is never changed afterwards, so it cannot join a cycle unless
+ * user code makes a converted value (a JSON dict) refer back to its record. Left tracked, a
+ * thousand fetched rows would make every collection that follows scan a thousand more
+ * objects, which costs more than building the records.
+ *
+ * With take set, a row that is an exact tuple referenced only by the caller's list is
+ * converted in place instead of copied: nothing else can see it, and the copy and the
+ * freeing of the original cost as much as the conversions. */
 static PyObject *
-record_values(PyObject *row, PyObject *processors)
+record_values(PyObject *row, const Steps *plan, int take)
 {
-    PyObject *values = PySequence_Tuple(row);
-    if (values == NULL) {
-        return NULL;
+    PyObject *values;
+    if (take && PyTuple_CheckExact(row) && Py_REFCNT(row) == 1) {
+        values = Py_NewRef(row);
     }
-    if (apply_processors(((PyTupleObject *)values)->ob_item, PyTuple_GET_SIZE(values),
-                         processors) < 0) {
+    else {
+        values = PySequence_Tuple(row);
+        if (values == NULL) {
+            return NULL;
+        }
+    }
+    if (apply_steps(((PyTupleObject *)values)->ob_item, PyTuple_GET_SIZE(values), plan) < 0) {
         Py_DECREF(values);
         return NULL;
     }
@@ -366,49 +551,74 @@ record_values(PyObject *row, PyObject *processors)
     return values;
 }
 
+static int
+check_record_args(PyObject *cls, PyObject *processors)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &RecordBaseType)) {
+        PyErr_SetString(PyExc_TypeError, "cls must be a RecordBase subclass");
+        return -1;
+    }
+    if (!PyTuple_Check(processors)) {
+        PyErr_SetString(PyExc_TypeError, "processors must be a tuple");
+        return -1;
+    }
+    return 0;
+}
+
+/* make_records(cls, rows, keymap, meta, processors, take=False) -> list of records. With
+ * take true the rows are the caller's to give away: their tuples may be converted in place. */
 static PyObject *
 make_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
+    if (nargs != 5 && nargs != 6) {
         PyErr_SetString(PyExc_TypeError,
-                        "make_records(cls, rows, keymap, meta, processors)");
+                        "make_records(cls, rows, keymap, meta, processors, take=False)");
         return NULL;
     }
     PyObject *cls = args[0], *rows = args[1], *keymap = args[2], *meta = args[3];
     PyObject *processors = args[4];
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &RecordBaseType)) {
-        PyErr_SetString(PyExc_TypeError, "cls must be a RecordBase subclass");
+    int take = 0;
+    if (nargs == 6) {
+        take = PyObject_IsTrue(args[5]);
+        if (take < 0) {
+            return NULL;
+        }
+    }
+    if (check_record_args(cls, processors) < 0) {
         return NULL;
     }
-    if (!PyTuple_Check(processors)) {
-        PyErr_SetString(PyExc_TypeError, "processors must be a tuple");
+    Steps plan;
+    if (steps_init(&plan, processors) < 0) {
         return NULL;
     }
-    int convert = PyTuple_GET_SIZE(processors) > 0;
-    PyObject *seq = PySequence_Fast(rows, "rows must be a sequence");
+    PyObject *lookup = NULL, *seq = NULL, *out = NULL;
+    lookup = plan_lookup(meta);
+    if (lookup == NULL && PyErr_Occurred()) {
+        goto error;
+    }
+    seq = PySequence_Fast(rows, "rows must be a sequence");
     if (seq == NULL) {
-        return NULL;
+        goto error;
     }
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject *out = PyList_New(n);
+    out = PyList_New(n);
     if (out == NULL) {
-        Py_DECREF(seq);
-        return NULL;
+        goto error;
     }
     PyObject **items = PySequence_Fast_ITEMS(seq);
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *row = items[k];
         PyObject *record;
-        if (convert) {
-            PyObject *values = record_values(row, processors);
+        if (plan.count > 0) {
+            PyObject *values = record_values(row, &plan, take);
             if (values == NULL) {
                 goto error;
             }
-            record = new_record((PyTypeObject *)cls, values, keymap, meta);
+            record = new_record((PyTypeObject *)cls, values, keymap, meta, lookup);
             Py_DECREF(values);
         }
         else {
-            record = new_record((PyTypeObject *)cls, row, keymap, meta);
+            record = new_record((PyTypeObject *)cls, row, keymap, meta, lookup);
         }
         if (record == NULL) {
             goto error;
@@ -416,10 +626,14 @@ make_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyList_SET_ITEM(out, k, record);
     }
     Py_DECREF(seq);
+    Py_XDECREF(lookup);
+    steps_free(&plan);
     return out;
 error:
-    Py_DECREF(seq);
-    Py_DECREF(out);
+    Py_XDECREF(seq);
+    Py_XDECREF(out);
+    Py_XDECREF(lookup);
+    steps_free(&plan);
     return NULL;
 }
 
@@ -432,21 +646,32 @@ make_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *cls = args[0], *row = args[1], *keymap = args[2], *meta = args[3];
     PyObject *processors = args[4];
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &RecordBaseType) ||
-        !PyTuple_Check(processors)) {
-        PyErr_SetString(PyExc_TypeError, "make_record(cls, row, keymap, meta, processors)");
+    if (check_record_args(cls, processors) < 0) {
         return NULL;
     }
+    PyObject *lookup = plan_lookup(meta);
+    if (lookup == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *record = NULL;
     if (PyTuple_GET_SIZE(processors) > 0) {
-        PyObject *values = record_values(row, processors);
-        if (values == NULL) {
+        Steps plan;
+        if (steps_init(&plan, processors) < 0) {
+            Py_XDECREF(lookup);
             return NULL;
         }
-        PyObject *record = new_record((PyTypeObject *)cls, values, keymap, meta);
-        Py_DECREF(values);
-        return record;
+        PyObject *values = record_values(row, &plan, 0);
+        steps_free(&plan);
+        if (values != NULL) {
+            record = new_record((PyTypeObject *)cls, values, keymap, meta, lookup);
+            Py_DECREF(values);
+        }
     }
-    return new_record((PyTypeObject *)cls, row, keymap, meta);
+    else {
+        record = new_record((PyTypeObject *)cls, row, keymap, meta, lookup);
+    }
+    Py_XDECREF(lookup);
+    return record;
 }
 
 /* convert_rows(rows, processors) -> list of lists: apply (index, function) pairs to every row,
@@ -458,28 +683,36 @@ convert_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "convert_rows(rows, processors: tuple)");
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(args[0], "rows must be a sequence");
-    if (seq == NULL) {
+    Steps plan;
+    if (steps_init(&plan, args[1]) < 0) {
         return NULL;
     }
+    PyObject *out = NULL;
+    PyObject *seq = PySequence_Fast(args[0], "rows must be a sequence");
+    if (seq == NULL) {
+        goto error;
+    }
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject *out = PyList_New(n);
+    out = PyList_New(n);
     if (out == NULL) {
-        Py_DECREF(seq);
-        return NULL;
+        goto error;
     }
     PyObject **items = PySequence_Fast_ITEMS(seq);
     for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *values = convert_row(items[k], args[1]);
+        PyObject *values = convert_row(items[k], &plan);
         if (values == NULL) {
-            Py_DECREF(seq);
-            Py_DECREF(out);
-            return NULL;
+            goto error;
         }
         PyList_SET_ITEM(out, k, values);
     }
     Py_DECREF(seq);
+    steps_free(&plan);
     return out;
+error:
+    Py_XDECREF(seq);
+    Py_XDECREF(out);
+    steps_free(&plan);
+    return NULL;
 }
 
 /* bool_to_int(value): True/1 -> 1, False/0 -> 0, None -> None, as SQLAlchemy binds a Boolean on SQLite. */
@@ -581,7 +814,9 @@ static PyMethodDef module_methods[] = {
     {"bool_to_int", (PyCFunction)bool_to_int, METH_O,
      "bool_to_int(value) -> 1, 0 or None"},
     {"make_records", (PyCFunction)(void (*)(void))make_records, METH_FASTCALL,
-     "make_records(cls, rows, keymap, meta, processors) -> list of records"},
+     "make_records(cls, rows, keymap, meta, processors, take=False) -> list of records"},
+    {"set_record_class", (PyCFunction)set_record_class, METH_O,
+     "set_record_class(cls) -> version tag: the class whose plans name its attributes"},
     {"make_record", (PyCFunction)(void (*)(void))make_record, METH_FASTCALL,
      "make_record(cls, row, keymap, meta, processors) -> record"},
     {NULL, NULL, 0, NULL}
@@ -603,7 +838,8 @@ PyInit__crecords(void)
         return NULL;
     }
     fallback_name = PyUnicode_InternFromString("_fallback");
-    if (fallback_name == NULL) {
+    lookup_name = PyUnicode_InternFromString("lookup");
+    if (fallback_name == NULL || lookup_name == NULL) {
         return NULL;
     }
     if (PyType_Ready(&RecordBaseType) < 0) {
@@ -628,7 +864,10 @@ PyInit__crecords(void)
     }
     int_to_boolean_func = PyObject_GetAttrString(module, "int_to_boolean");
     str_to_datetime_func = PyObject_GetAttrString(module, "str_to_datetime");
-    if (int_to_boolean_func == NULL || str_to_datetime_func == NULL) {
+    bool_to_int_func = PyObject_GetAttrString(module, "bool_to_int");
+    sqlite_datetime_func = PyObject_GetAttrString(module, "sqlite_datetime");
+    if (int_to_boolean_func == NULL || str_to_datetime_func == NULL ||
+        bool_to_int_func == NULL || sqlite_datetime_func == NULL) {
         Py_DECREF(module);
         return NULL;
     }

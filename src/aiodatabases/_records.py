@@ -75,6 +75,7 @@ def _py_make_records(
     keymap: dict[Any, int],
     meta: ResultMeta,
     processors: tuple[tuple[int, Processor], ...],
+    take: bool = False,
 ) -> list[Any]:
     return [_py_make_record(cls, row, keymap, meta, processors) for row in rows]
 
@@ -184,7 +185,7 @@ class ResultMeta:
     may be shared between tasks.
     """
 
-    __slots__ = ("keymap", "names", "processors", "width")
+    __slots__ = ("keymap", "lookup", "names", "processors", "width")
 
     def __init__(
         self,
@@ -207,6 +208,12 @@ class ResultMeta:
                 if not isinstance(obj, str):
                     keymap.setdefault(obj, index)
         self.keymap = keymap
+        # For the C records: the names, then per column the name that reads it as an
+        # attribute (None where the class has that attribute or it starts with "_").
+        taken = _class_attributes()
+        self.lookup: tuple[str | None, ...] = self.names + tuple(
+            [None if name.startswith("_") or name in taken else name for name in self.names]
+        )
         self.processors: tuple[tuple[int, Processor], ...] = tuple(
             (i, p) for i, p in enumerate(processors) if p is not None
         )
@@ -225,8 +232,17 @@ class ResultMeta:
         faster = _FASTER
         return cls(names, objects, [faster.get(p, p) if p else p for p in processors])
 
-    def records(self, rows: Sequence[Sequence[Any]]) -> list[Record]:
-        """Turn driver rows into records, converting only the columns that need it."""
+    def records(self, rows: Sequence[Sequence[Any]], take: bool = False) -> list[Record]:
+        """Turn driver rows into records, converting only the columns that need it.
+
+        ``take=True`` hands the rows over: the caller will not read them again, so a row
+        nothing else refers to may be converted in place rather than copied.
+        """
+        if take and self.processors:
+            taken: list[Record] = _make_records(
+                Record, rows, self.keymap, self, self.processors, True
+            )
+            return taken
         records: list[Record] = _make_records(Record, rows, self.keymap, self, self.processors)
         return records
 
@@ -368,3 +384,24 @@ def _teach_pydantic() -> None:
 
 
 _teach_pydantic()
+
+
+def _record_attributes() -> frozenset[str]:
+    return frozenset(name for klass in Record.__mro__ for name in vars(klass))
+
+
+_RECORD_ATTRIBUTES = _record_attributes()
+
+
+def _class_attributes() -> frozenset[str]:
+    """The attribute names of ``Record`` (and its bases): a column of such a name is read as
+    ``row["name"]``, never as ``row.name``."""
+    return _RECORD_ATTRIBUTES
+
+
+if SPEEDUPS:
+    # Last: the C records may then skip the class lookup for ``row.name`` while Record is
+    # unchanged (any change to the class turns the shortcut off).
+    from ._crecords import set_record_class
+
+    set_record_class(Record)

@@ -173,7 +173,17 @@ def test_str_to_datetime_matches_sqlalchemy(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["2024-13-02 03:04:05.000000", "2024-02-30 03:04:05", "2024-01-02 03:04:0x", "", 5]
+    "bad",
+    [
+        "2024-13-02 03:04:05.000000",
+        "2024-02-30 03:04:05",
+        "2024-01-02 03:04:0x",
+        "2024-01-02 03:04:05.00012x",
+        "2024-01-02 24:00:00",
+        "0000-01-01 00:00:00",
+        "",
+        5,
+    ],
 )
 def test_str_to_datetime_fails_as_sqlalchemy_fails(bad: Any) -> None:
     """Text that is not a valid timestamp raises what SQLAlchemy's reader raises."""
@@ -222,3 +232,69 @@ def test_plan_names_are_interned_for_lookups_by_identity() -> None:
     assert next(key for key in meta.keymap if key == "id") is sys.intern("id")
     record = meta.records([(7, "x")])[0]
     assert (record["id"], record[fresh], record.name, list(record)) == (7, 7, "x", ["id", "name"])
+
+
+def test_lookups_by_name_and_position_agree_with_the_keymap() -> None:
+    """Names found by identity, equal strings, positions (negative too) and out-of-range
+    positions read what the keymap says; a duplicated name reads its last column."""
+    meta = _records.ResultMeta(["id", "name", "id"])
+    record = meta.records([(1, "x", 3)])[0]
+    fresh = "".join(["na", "me"])
+    assert (record["id"], record.id, record["name"], record[fresh]) == (3, 3, "x", "x")
+    assert (record[0], record[1], record[2], record[-1], record[-3]) == (1, "x", 3, 3, 1)
+    assert record[True] == "x"  # as the keymap reads it: True == 1
+    for position in (3, -4, 2**70, -(2**70)):
+        with pytest.raises(IndexError):
+            record[position]
+    with pytest.raises(KeyError):
+        record["missing"]
+    with pytest.raises(AttributeError):
+        record.missing
+
+
+def test_class_attributes_and_private_names_are_not_read_as_columns() -> None:
+    """``row.keys`` stays the method and ``row._x`` is not a column; both still read by name."""
+    meta = _records.ResultMeta(["keys", "_x", "get", "value"])
+    record = meta.records([(1, 2, 3, 4)])[0]
+    assert callable(record.keys) and list(record.keys()) == ["keys", "_x", "get", "value"]
+    assert callable(record.get) and record.get("value") == 4
+    assert (record["keys"], record["_x"], record["get"], record.value) == (1, 2, 3, 4)
+    with pytest.raises(AttributeError):
+        record._x
+
+
+def test_a_change_to_the_record_class_wins_over_columns_read_as_attributes() -> None:
+    """Attribute reads skip the class lookup only while Record is as it was: an attribute added
+    to the class afterwards wins over the column, as it does without the extension."""
+    script = (
+        "import aiodatabases._records as r\n"
+        "meta = r.ResultMeta(['extra', 'id'])\n"
+        "row = meta.records([(1, 2)])[0]\n"
+        "assert (row.extra, row.id) == (1, 2)\n"
+        "r.Record.extra = property(lambda self: 'from the class')\n"
+        "assert (row.extra, row.id, row['extra']) == ('from the class', 2, 1)\n"
+        "del r.Record.extra\n"
+        "assert (row.extra, row.id) == (1, 2)\n"
+        "print('ok')\n"
+    )
+    for extensions in ("", "1"):
+        env = dict(os.environ, AIODATABASES_NO_EXTENSIONS=extensions)
+        if not extensions:
+            env.pop("AIODATABASES_NO_EXTENSIONS")
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_rows_handed_over_are_converted_in_place_only_when_nothing_else_holds_them() -> None:
+    """``records(rows, take=True)`` may convert a row in place, but only one that the rows
+    list alone refers to; a row the caller still holds is copied and left as it was."""
+    int_to_boolean: Any = sqlalchemy_processors.int_to_boolean
+    meta = _records.ResultMeta(["id", "flag"], (), [None, _records._FASTER.get(int_to_boolean)])
+    kept = (2, 0)
+    rows = [tuple([1, 1]), kept]
+    records = meta.records(rows, take=True)
+    assert [tuple(r.values()) for r in records] == [(1, True), (2, False)]
+    assert kept == (2, 0) and rows[1] is kept
+    assert type(records[1]["flag"]) is bool

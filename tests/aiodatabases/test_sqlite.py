@@ -206,3 +206,47 @@ async def test_aiosqlite_scheme_in_memory() -> None:
         await database.execute(CreateTable(notes))
         await database.execute(notes.insert(), _note("kept"))
         assert await count_rows(database, notes) == 1
+
+
+_COUNT_TO = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < :n) "
+    "SELECT runs_on(), count(*) FROM c"
+)
+
+
+@pytest.mark.timeout(60)
+async def test_a_statement_that_overran_once_comes_back_to_the_loop_after_quick_runs(
+    sqlite_database: Database,
+) -> None:
+    """A statement that overran the loop's budget runs on a worker thread; after 16 quick runs
+    in a row there it runs on the loop again, and a slow run on the thread starts the count
+    over."""
+    import threading
+
+    loop_thread = threading.get_ident()
+    async with sqlite_database.connection() as conn:
+        conn.raw_connection.create_function("runs_on", 0, threading.get_ident)
+
+        async def where(n: int) -> str:
+            row = await conn.fetch_one(_COUNT_TO, {"n": n})
+            assert row is not None and row[1] == n
+            return "loop" if row[0] == loop_thread else "thread"
+
+        async def quick_runs_until_the_loop() -> int:
+            # Exactly 16 on a quiet machine; a quick run that a preempted process makes take
+            # over 2.5 ms starts the count over, so a few more are allowed.
+            for runs in range(64):
+                if await where(1) == "loop":
+                    return runs
+            return 64
+
+        assert await where(1) == "loop"
+        # Large enough to overrun the 10 ms budget on any machine.
+        assert await where(3_000_000) == "thread"
+        assert 16 <= await quick_runs_until_the_loop() < 64
+
+        # A slow run on the thread starts the count over.
+        assert await where(3_000_000) == "thread"
+        assert [await where(1) for _ in range(10)] == ["thread"] * 10
+        assert await where(3_000_000) == "thread"
+        assert 16 <= await quick_runs_until_the_loop() < 64

@@ -580,7 +580,7 @@ class AsyncmyCursor:
                 self._finish()
         if not rows or self._meta is None:
             return []
-        return self._meta.records(rows)
+        return self._meta.records(rows, take=True)
 
     def _finish(self) -> None:
         self.done = True

@@ -368,7 +368,7 @@ class AsyncmyConnection(BackendConnection):
             description = result.description
             if not description:
                 return []
-            return self._meta(entry, description).records(result.rows)
+            return self._meta(entry, description).records(result.rows, take=True)
         finally:
             self.leave()
 

@@ -51,6 +51,12 @@ logger = logging.getLogger("aiodatabases.query")
 _BUDGET = 0.010
 # How long the loop may run back-to-back statements before yielding to other tasks.
 _BURST = 0.010
+# A statement that overran the budget runs on a worker thread until this many runs in a row
+# there took under a quarter of the budget; then it is tried on the loop again. One hiccup of
+# the machine (a preempted process) thus does not send a quick statement to the thread for
+# good, and a statement that is slow for some arguments only costs the loop one overrun per
+# this many quick calls.
+_SLOW_RUNS = 16
 # VM instructions between two calls of the progress handler.
 _PROGRESS_STEPS = 5_000
 _ITERATE_BATCH = 256
@@ -199,7 +205,7 @@ class _SQLiteCursor:
             assert self._cursor is not None
             names = [d[0] for d in self._cursor.description or ()]
             self._meta = conn._compiler.meta_for(self._entry, names)
-        return self._meta.records(rows)
+        return self._meta.records(rows, take=True)
 
     def close(self) -> None:
         """Finish the statement."""
@@ -219,6 +225,7 @@ class SQLiteConnection(BackendConnection):
         self._raw = raw
         self._limit = inf
         self._deadline = inf
+        self._thread_took = 0.0  # seconds the last statement on a worker thread ran
         self._txn = False
         self._write_locked = False
         self._inflight: asyncio.Future[Any] | None = None
@@ -290,6 +297,7 @@ class SQLiteConnection(BackendConnection):
                 return job()
             finally:
                 self._limit = inf
+                self._thread_took = time.perf_counter() - start
                 if busy_wait:
                     raw.execute("PRAGMA busy_timeout = 0")
 
@@ -346,8 +354,14 @@ class SQLiteConnection(BackendConnection):
                 return self._on_loop(job, abortable=True)
             except _Fallback as fallback:
                 if fallback.slow and entry is not None:
-                    entry.slow = True
-        return await self._run_in_thread(job, busy_wait=True)
+                    entry.slow = _SLOW_RUNS
+                return await self._run_in_thread(job, busy_wait=True)
+        result = await self._run_in_thread(job, busy_wait=True)
+        if self._thread_took < _BUDGET / 4:
+            entry.slow = max(entry.slow - 1, 0)
+        else:
+            entry.slow = _SLOW_RUNS
+        return result
 
     # -- the query API ----------------------------------------------------------------------
 
@@ -367,7 +381,7 @@ class SQLiteConnection(BackendConnection):
         if description is None:
             return []
         meta = self._compiler.meta_for(entry, [d[0] for d in description])
-        return meta.records(rows)
+        return meta.records(rows, take=True)
 
     async def fetch_one(self, query: Query, values: Mapping[str, Any] | None) -> Record | None:
         """Run a query and return its first row, or ``None``."""
