@@ -249,18 +249,18 @@ def test_lookups_by_name_and_position_agree_with_the_keymap() -> None:
     with pytest.raises(KeyError):
         record["missing"]
     with pytest.raises(AttributeError):
-        record.missing
+        _ = record.missing
 
 
 def test_class_attributes_and_private_names_are_not_read_as_columns() -> None:
     """``row.keys`` stays the method and ``row._x`` is not a column; both still read by name."""
     meta = _records.ResultMeta(["keys", "_x", "get", "value"])
     record = meta.records([(1, 2, 3, 4)])[0]
-    assert callable(record.keys) and list(record.keys()) == ["keys", "_x", "get", "value"]
-    assert callable(record.get) and record.get("value") == 4
+    assert list(record.keys()) == ["keys", "_x", "get", "value"]
+    assert record.get("value") == 4
     assert (record["keys"], record["_x"], record["get"], record.value) == (1, 2, 3, 4)
     with pytest.raises(AttributeError):
-        record._x
+        _ = record._x
 
 
 def test_a_change_to_the_record_class_wins_over_columns_read_as_attributes() -> None:
@@ -296,5 +296,6 @@ def test_rows_handed_over_are_converted_in_place_only_when_nothing_else_holds_th
     rows = [tuple([1, 1]), kept]
     records = meta.records(rows, take=True)
     assert [tuple(r.values()) for r in records] == [(1, True), (2, False)]
-    assert kept == (2, 0) and rows[1] is kept
+    assert kept == (2, 0)
+    assert rows[1] is kept
     assert type(records[1]["flag"]) is bool
