@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -221,15 +222,14 @@ async def test_a_statement_that_overran_once_comes_back_to_the_loop_after_quick_
     """A statement that overran the loop's budget runs on a worker thread; after 16 quick runs
     in a row there it runs on the loop again, and a slow run on the thread starts the count
     over."""
-    import threading
-
     loop_thread = threading.get_ident()
     async with sqlite_database.connection() as conn:
         conn.raw_connection.create_function("runs_on", 0, threading.get_ident)
 
         async def where(n: int) -> str:
             row = await conn.fetch_one(_COUNT_TO, {"n": n})
-            assert row is not None and row[1] == n
+            assert row is not None
+            assert row[1] == n
             return "loop" if row[0] == loop_thread else "thread"
 
         async def quick_runs_until_the_loop() -> int:
