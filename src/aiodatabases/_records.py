@@ -399,7 +399,7 @@ def _class_attributes() -> frozenset[str]:
     return _RECORD_ATTRIBUTES
 
 
-if SPEEDUPS:
+if SPEEDUPS and not TYPE_CHECKING:
     # Last: the C records may then skip the class lookup for ``row.name`` while Record is
     # unchanged (any change to the class turns the shortcut off).
     from ._crecords import set_record_class
