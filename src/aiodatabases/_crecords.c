@@ -90,36 +90,47 @@ record_dealloc(RecordObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* A new reference to the lookup tuple of a plan (ResultMeta.lookup) when it can be searched
- * by identity: for a plan of width w (at most NAME_SCAN_MAX), 2w items, the w column names
- * (exact str), then for each column the name that reads it as an attribute, or None where
- * the name is taken by the class or starts with "_". NULL, with no error set, when the plan
- * has none; lookups then go by the keymap alone. The keymap a record is given must be the one
- * built from these names (the last column of a name wins). */
+/* Whether a plan's lookup tuple (ResultMeta.lookup) can be searched by identity: for a plan
+ * of width w (at most NAME_SCAN_MAX), 2w items, the w column names, then for each column the
+ * name that reads it as an attribute, or None where the name is taken by the class or starts
+ * with "_". Items are only ever compared by identity with a str key, so items of another
+ * kind can never match and need no check. The keymap a record is given must be the one built
+ * from these names (the last column of a name wins). */
+static inline int
+usable_lookup(PyObject *lookup)
+{
+    return lookup != NULL && PyTuple_CheckExact(lookup) && PyTuple_GET_SIZE(lookup) % 2 == 0 &&
+           PyTuple_GET_SIZE(lookup) / 2 <= NAME_SCAN_MAX;
+}
+
+/* A new reference to meta.lookup when usable; NULL with no error set when the plan has
+ * none (lookups then go by the keymap alone). */
 static PyObject *
 plan_lookup(PyObject *meta)
 {
     PyObject *lookup = PyObject_GetAttr(meta, lookup_name);
     if (lookup == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            return NULL;
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
         }
-        PyErr_Clear();
         return NULL;
     }
-    Py_ssize_t size = PyTuple_CheckExact(lookup) ? PyTuple_GET_SIZE(lookup) : -1;
-    if (size < 0 || size % 2 != 0 || size / 2 > NAME_SCAN_MAX) {
+    if (!usable_lookup(lookup)) {
         Py_DECREF(lookup);
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < size; i++) {
-        PyObject *item = PyTuple_GET_ITEM(lookup, i);
-        if (!PyUnicode_CheckExact(item) && !(i >= size / 2 && item == Py_None)) {
-            Py_DECREF(lookup);
-            return NULL;
-        }
-    }
     return lookup;
+}
+
+/* The lookup tuple passed to make_record(s), as a new reference: the argument when given
+ * (not None), else meta's. */
+static PyObject *
+given_lookup(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t at, PyObject *meta)
+{
+    if (nargs > at && args[at] != Py_None) {
+        return usable_lookup(args[at]) ? Py_NewRef(args[at]) : NULL;
+    }
+    return plan_lookup(meta);
 }
 
 static int
@@ -565,20 +576,21 @@ check_record_args(PyObject *cls, PyObject *processors)
     return 0;
 }
 
-/* make_records(cls, rows, keymap, meta, processors, take=False) -> list of records. With
- * take true the rows are the caller's to give away: their tuples may be converted in place. */
+/* make_records(cls, rows, keymap, meta, processors, take=False, lookup=None) -> list of
+ * records. With take true the rows are the caller's to give away: their tuples may be
+ * converted in place. lookup is meta.lookup, passed to save reading it here. */
 static PyObject *
 make_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5 && nargs != 6) {
-        PyErr_SetString(PyExc_TypeError,
-                        "make_records(cls, rows, keymap, meta, processors, take=False)");
+    if (nargs < 5 || nargs > 7) {
+        PyErr_SetString(PyExc_TypeError, "make_records(cls, rows, keymap, meta, processors, "
+                                         "take=False, lookup=None)");
         return NULL;
     }
     PyObject *cls = args[0], *rows = args[1], *keymap = args[2], *meta = args[3];
     PyObject *processors = args[4];
     int take = 0;
-    if (nargs == 6) {
+    if (nargs >= 6) {
         take = PyObject_IsTrue(args[5]);
         if (take < 0) {
             return NULL;
@@ -592,7 +604,7 @@ make_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *lookup = NULL, *seq = NULL, *out = NULL;
-    lookup = plan_lookup(meta);
+    lookup = given_lookup(args, nargs, 6, meta);
     if (lookup == NULL && PyErr_Occurred()) {
         goto error;
     }
@@ -640,8 +652,9 @@ error:
 static PyObject *
 make_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "make_record(cls, row, keymap, meta, processors)");
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "make_record(cls, row, keymap, meta, processors, lookup=None)");
         return NULL;
     }
     PyObject *cls = args[0], *row = args[1], *keymap = args[2], *meta = args[3];
@@ -649,7 +662,7 @@ make_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (check_record_args(cls, processors) < 0) {
         return NULL;
     }
-    PyObject *lookup = plan_lookup(meta);
+    PyObject *lookup = given_lookup(args, nargs, 5, meta);
     if (lookup == NULL && PyErr_Occurred()) {
         return NULL;
     }
@@ -814,11 +827,11 @@ static PyMethodDef module_methods[] = {
     {"bool_to_int", (PyCFunction)bool_to_int, METH_O,
      "bool_to_int(value) -> 1, 0 or None"},
     {"make_records", (PyCFunction)(void (*)(void))make_records, METH_FASTCALL,
-     "make_records(cls, rows, keymap, meta, processors, take=False) -> list of records"},
+     "make_records(cls, rows, keymap, meta, processors, take=False, lookup=None) -> records"},
     {"set_record_class", (PyCFunction)set_record_class, METH_O,
      "set_record_class(cls) -> version tag: the class whose plans name its attributes"},
     {"make_record", (PyCFunction)(void (*)(void))make_record, METH_FASTCALL,
-     "make_record(cls, row, keymap, meta, processors) -> record"},
+     "make_record(cls, row, keymap, meta, processors, lookup=None) -> record"},
     {NULL, NULL, 0, NULL}
 };
 

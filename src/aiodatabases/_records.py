@@ -65,6 +65,7 @@ def _py_make_record(
     keymap: dict[Any, int],
     meta: ResultMeta,
     processors: tuple[tuple[int, Processor], ...],
+    lookup: tuple[str | None, ...] | None = None,
 ) -> Any:
     return cls(_py_convert(row, processors) if processors else row, keymap, meta, _raw=True)
 
@@ -76,6 +77,7 @@ def _py_make_records(
     meta: ResultMeta,
     processors: tuple[tuple[int, Processor], ...],
     take: bool = False,
+    lookup: tuple[str | None, ...] | None = None,
 ) -> list[Any]:
     return [_py_make_record(cls, row, keymap, meta, processors) for row in rows]
 
@@ -238,17 +240,14 @@ class ResultMeta:
         ``take=True`` hands the rows over: the caller will not read them again, so a row
         nothing else refers to may be converted in place rather than copied.
         """
-        if take and self.processors:
-            taken: list[Record] = _make_records(
-                Record, rows, self.keymap, self, self.processors, True
-            )
-            return taken
-        records: list[Record] = _make_records(Record, rows, self.keymap, self, self.processors)
+        records: list[Record] = _make_records(
+            Record, rows, self.keymap, self, self.processors, take, self.lookup
+        )
         return records
 
     def record(self, row: Sequence[Any]) -> Record:
         """Turn one driver row into a record."""
-        record: Record = _make_record(Record, row, self.keymap, self, self.processors)
+        record: Record = _make_record(Record, row, self.keymap, self, self.processors, self.lookup)
         return record
 
 
