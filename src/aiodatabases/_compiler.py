@@ -358,8 +358,18 @@ class Compiler:
     def text_many(
         self, entry: CompiledQuery, rows: Sequence[Mapping[str, Any]]
     ) -> list[Sequence[Any]]:
-        """Bind every row of an ``execute_many`` call of a raw SQL statement."""
+        """Bind every row of an ``execute_many`` call of a raw SQL statement.
+
+        Every row must name exactly the statement's parameters, as for ``execute()``; rows are
+        read with one C-level ``itemgetter`` call each.
+        """
         entry.args_for_text(rows[0])  # the first row names exactly the parameters
+        width = len(entry.unique_names)
+        if max(map(len, rows)) > width:
+            # A row with a key the statement does not take (a missing one fails below).
+            for row in rows:
+                if len(row) > width:
+                    entry._check_extra(row)
         if entry.getter is None:
             return [() for _ in rows]
         try:

@@ -416,9 +416,11 @@ str_to_datetime(PyObject *module, PyObject *value)
 static PyObject *int_to_boolean_func = NULL;  /* this module's int_to_boolean */
 static PyObject *str_to_datetime_func = NULL; /* this module's str_to_datetime */
 static PyObject *bool_to_int_func = NULL;     /* this module's bool_to_int */
+static PyObject *bool_to_bool_func = NULL;    /* this module's bool_to_bool */
 static PyObject *sqlite_datetime_func = NULL; /* this module's sqlite_datetime */
 
 static PyObject *bool_to_int(PyObject *module, PyObject *value);
+static PyObject *bool_to_bool(PyObject *module, PyObject *value);
 static PyObject *sqlite_datetime(PyObject *module, PyObject *value);
 
 /* The (index, function) pairs of a processors tuple, read once per call rather than once per
@@ -470,6 +472,7 @@ steps_init(Steps *plan, PyObject *processors)
         step->direct = func == int_to_boolean_func    ? int_to_boolean
                        : func == str_to_datetime_func ? str_to_datetime
                        : func == bool_to_int_func     ? bool_to_int
+                       : func == bool_to_bool_func    ? bool_to_bool
                        : func == sqlite_datetime_func ? sqlite_datetime
                                                       : NULL;
     }
@@ -762,6 +765,37 @@ bool_to_int(PyObject *module, PyObject *value)
     return NULL;
 }
 
+/* bool_to_bool(value): True/False/None as given, another value equal to True or False (1,
+ * 0.0, Decimal(1) ...) as that bool, as SQLAlchemy binds a Boolean for a driver with a native
+ * boolean (asyncpg); another int is a ValueError, the rest a TypeError. */
+static PyObject *
+bool_to_bool(PyObject *module, PyObject *value)
+{
+    if (value == Py_None || value == Py_True || value == Py_False) {
+        return Py_NewRef(value);
+    }
+    int equal = PyObject_RichCompareBool(value, Py_True, Py_EQ);
+    if (equal > 0) {
+        Py_RETURN_TRUE;
+    }
+    if (equal == 0) {
+        equal = PyObject_RichCompareBool(value, Py_False, Py_EQ);
+        if (equal > 0) {
+            Py_RETURN_FALSE;
+        }
+    }
+    if (equal < 0) {
+        return NULL;
+    }
+    if (PyLong_Check(value)) {
+        PyErr_Format(PyExc_ValueError, "Value %R is not None, True, or False", value);
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "Not a boolean value: %R", value);
+    }
+    return NULL;
+}
+
 /* sqlite_datetime(value): a datetime or date as SQLAlchemy's SQLite DATETIME text,
  * "YYYY-MM-DD HH:MM:SS.ffffff" (fields as given, time zone ignored, a date at midnight). */
 static inline char *
@@ -826,6 +860,8 @@ static PyMethodDef module_methods[] = {
      "convert_rows(rows, processors) -> list of converted lists"},
     {"bool_to_int", (PyCFunction)bool_to_int, METH_O,
      "bool_to_int(value) -> 1, 0 or None"},
+    {"bool_to_bool", (PyCFunction)bool_to_bool, METH_O,
+     "bool_to_bool(value) -> True, False or None"},
     {"make_records", (PyCFunction)(void (*)(void))make_records, METH_FASTCALL,
      "make_records(cls, rows, keymap, meta, processors, take=False, lookup=None) -> records"},
     {"set_record_class", (PyCFunction)set_record_class, METH_O,
@@ -878,9 +914,10 @@ PyInit__crecords(void)
     int_to_boolean_func = PyObject_GetAttrString(module, "int_to_boolean");
     str_to_datetime_func = PyObject_GetAttrString(module, "str_to_datetime");
     bool_to_int_func = PyObject_GetAttrString(module, "bool_to_int");
+    bool_to_bool_func = PyObject_GetAttrString(module, "bool_to_bool");
     sqlite_datetime_func = PyObject_GetAttrString(module, "sqlite_datetime");
     if (int_to_boolean_func == NULL || str_to_datetime_func == NULL ||
-        bool_to_int_func == NULL || sqlite_datetime_func == NULL) {
+        bool_to_int_func == NULL || bool_to_bool_func == NULL || sqlite_datetime_func == NULL) {
         Py_DECREF(module);
         return NULL;
     }

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine.interfaces import Dialect
 
-__all__ = ["Record", "ResultMeta", "bool_to_int", "convert_rows", "sqlite_datetime"]
+__all__ = ["Record", "ResultMeta", "bool_to_bool", "bool_to_int", "convert_rows", "sqlite_datetime"]
 
 Processor = Callable[[Any], Any]
 
@@ -111,6 +111,16 @@ def _py_bool_to_int(value: Any) -> int | None:
     raise TypeError(f"Not a boolean value: {value!r}")
 
 
+def _py_bool_to_bool(value: Any) -> bool | None:
+    if value is None:
+        return None
+    if value in (True, False):
+        return bool(value)
+    if isinstance(value, int):
+        raise ValueError(f"Value {value!r} is not None, True, or False")
+    raise TypeError(f"Not a boolean value: {value!r}")
+
+
 def _py_int_to_boolean(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
@@ -125,6 +135,7 @@ if TYPE_CHECKING:  # noqa: SIM114  # kept apart so mypy reads only the typed bra
     _make_records = _py_make_records
     convert_rows = _py_convert_rows
     bool_to_int = _py_bool_to_int
+    bool_to_bool = _py_bool_to_bool
     sqlite_datetime = _py_sqlite_datetime
     _int_to_boolean = _py_int_to_boolean
     _str_to_datetime = _py_str_to_datetime
@@ -136,6 +147,7 @@ elif os.environ.get("AIODATABASES_NO_EXTENSIONS"):
     _make_records = _py_make_records
     convert_rows = _py_convert_rows
     bool_to_int = _py_bool_to_int
+    bool_to_bool = _py_bool_to_bool
     sqlite_datetime = _py_sqlite_datetime
     _int_to_boolean = _py_int_to_boolean
     _str_to_datetime = _py_str_to_datetime
@@ -143,7 +155,13 @@ elif os.environ.get("AIODATABASES_NO_EXTENSIONS"):
     SPEEDUPS = False
 else:
     try:
-        from ._crecords import RECORD_FREELIST, bool_to_int, convert_rows, sqlite_datetime
+        from ._crecords import (
+            RECORD_FREELIST,
+            bool_to_bool,
+            bool_to_int,
+            convert_rows,
+            sqlite_datetime,
+        )
         from ._crecords import RecordBase as _RecordBase
         from ._crecords import int_to_boolean as _int_to_boolean
         from ._crecords import make_record as _make_record
@@ -157,6 +175,7 @@ else:
         _make_records = _py_make_records
         convert_rows = _py_convert_rows
         bool_to_int = _py_bool_to_int
+        bool_to_bool = _py_bool_to_bool
         sqlite_datetime = _py_sqlite_datetime
         _int_to_boolean = _py_int_to_boolean
         _str_to_datetime = _py_str_to_datetime

@@ -203,6 +203,27 @@ async def test_execute_many_with_raw_sql(database: Database) -> None:
     assert [row[0] for row in rows] == ["alpha", "beta", "gamma"]
 
 
+@pytest.mark.parametrize(
+    ("later_row", "message"),
+    [
+        ({"text": "beta"}, "no value for :completed"),
+        ({"text": "beta", "completed": False, "done": True}, "does not have: :done"),
+    ],
+    ids=["missing key", "extra key"],
+)
+async def test_execute_many_with_raw_sql_checks_every_row_as_execute_does(
+    database: Database, later_row: dict[str, object], message: str
+) -> None:
+    """Every row of a raw SQL execute_many must name exactly the statement's parameters, not
+    only the first; a row that does not is refused before anything is written."""
+    rows = [{"text": "alpha", "completed": False}, later_row, {"text": "gamma", "completed": True}]
+    with pytest.raises(aiodatabases.ProgrammingError, match=message):
+        await database.execute_many(
+            "INSERT INTO notes (text, completed) VALUES (:text, :completed)", rows
+        )
+    assert await database.fetch_all(notes.select()) == []
+
+
 async def test_execute_many_updates_with_bindparams(database: Database) -> None:
     """execute_many with an update keyed by bindparam changes every targeted row."""
     await _three_notes(database)

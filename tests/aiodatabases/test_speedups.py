@@ -71,6 +71,67 @@ def test_bool_to_int_refuses_what_sqlalchemy_refuses(bad: Any) -> None:
             convert(bad)
 
 
+def _native_boolean_dialect() -> Any:
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    return PGDialect_asyncpg()
+
+
+@pytest.mark.parametrize("value", [True, False, None, 1, 0, 1.0, 0.0, Decimal("1")])
+def test_bool_to_bool_matches_sqlalchemy_on_a_native_boolean_driver(value: Any) -> None:
+    """For asyncpg, Booleans bind as SQLAlchemy binds them there: True, False or None, from
+    anything equal to True or False."""
+    process: Any = sqltypes.Boolean().bind_processor
+    expected = process(_native_boolean_dialect())(value)
+    for convert in (_records.bool_to_bool, _records._py_bool_to_bool):
+        got = convert(value)
+        assert (got, type(got)) == (expected, type(expected))
+
+
+@pytest.mark.parametrize("bad", [2, -1, "yes", 1.5, "1"])
+def test_bool_to_bool_refuses_what_sqlalchemy_refuses(bad: Any) -> None:
+    """ValueError for another integer, TypeError for the rest, as SQLAlchemy's."""
+    bind_processor: Any = sqltypes.Boolean().bind_processor
+    process = bind_processor(_native_boolean_dialect())
+    with pytest.raises((TypeError, ValueError)) as expected:
+        process(bad)
+    for convert in (_records.bool_to_bool, _records._py_bool_to_bool):
+        with pytest.raises(expected.type, match=str(expected.value).split(":")[0]):
+            convert(bad)
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql", "sqlite"])
+@pytest.mark.parametrize("value", [True, False, None, 1, 0.0, 2, "yes"])
+def test_each_dialect_binds_booleans_as_sqlalchemys_own_dialect_does(
+    backend: str, value: Any
+) -> None:
+    """The backends' dialects swap in the C Boolean binders; what a statement binds, and what
+    it refuses, is what SQLAlchemy's stock dialect for the same driver gives."""
+    from sqlalchemy.dialects.mysql.asyncmy import MySQLDialect_asyncmy
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+    from aiodatabases.backends._asyncmy_types import AsyncmyDialect
+    from aiodatabases.backends._asyncpg_types import PostgreSQLDialect
+    from aiodatabases.backends.sqlite import SQLiteDialect
+
+    ours, stock = {
+        "postgresql": (PostgreSQLDialect(), PGDialect_asyncpg()),
+        "mysql": (AsyncmyDialect(), MySQLDialect_asyncmy()),
+        "sqlite": (SQLiteDialect(), SQLiteDialect_pysqlite()),
+    }[backend]
+
+    def bind(dialect: Any) -> Any:
+        process = sqltypes.Boolean().dialect_impl(dialect).bind_processor(dialect)
+        try:
+            got = process(value) if process is not None else value
+        except (TypeError, ValueError) as exc:
+            return type(exc)
+        return got, type(got)
+
+    assert bind(ours) == bind(stock)
+
+
 def test_convert_rows_applies_processors_by_position() -> None:
     """convert_rows converts the named positions of every row and leaves the rest."""
     rows = [(1, "a", 2), (3, "b", 4)]

@@ -35,7 +35,7 @@ from sqlalchemy.sql import sqltypes
 
 from .. import exceptions
 from .._compiler import CompiledQuery
-from .._records import Record, ResultMeta
+from .._records import Record, ResultMeta, bool_to_int
 from .._url import DatabaseURL
 from ._errors import combined_error
 from ._options import OptionReader
@@ -62,6 +62,14 @@ UTC = dt.UTC
 pool_logger = logging.getLogger("aiodatabases.pool")
 
 # -- types and dialect ------------------------------------------------------------------------
+
+
+class _Boolean(sqltypes.Boolean):
+    """Boolean whose bind conversion (``True`` -> 1) runs in C when the speedups are built; it
+    accepts and refuses exactly what SQLAlchemy's does."""
+
+    def bind_processor(self, dialect: Any) -> Any:
+        return bool_to_int
 
 
 class _DateTime(DATETIME):
@@ -129,7 +137,11 @@ class _TypeCompiler(mysql_base.MySQLTypeCompiler):
 class AsyncmyDialect(MySQLDialect_asyncmy):
     """SQLAlchemy's asyncmy dialect with zone-keeping DateTime and lossless generic DDL."""
 
-    colspecs = {**MySQLDialect_asyncmy.colspecs, sqltypes.DateTime: _DateTime}
+    colspecs = {
+        **MySQLDialect_asyncmy.colspecs,
+        sqltypes.DateTime: _DateTime,
+        sqltypes.Boolean: _Boolean,
+    }
     type_compiler_cls = _TypeCompiler
     supports_statement_cache = True
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 from sqlalchemy.dialects.postgresql.asyncpg import (
+    AsyncpgBoolean,
     AsyncpgDateTime,
     AsyncpgFloat,
     AsyncpgNumeric,
@@ -38,7 +39,7 @@ from sqlalchemy.sql import sqltypes
 
 from .. import exceptions
 from .._compiler import CompiledQuery
-from .._records import Record
+from .._records import Record, bool_to_bool
 from .._url import DatabaseURL
 from ._errors import combined_error
 from ._options import OptionReader
@@ -109,6 +110,14 @@ class _Float(_NumericResults, AsyncpgFloat):
     pass
 
 
+class _Boolean(AsyncpgBoolean):
+    """Boolean whose bind check (``1`` -> ``True``, ``2`` refused) runs in C when the speedups
+    are built; it accepts and refuses exactly what SQLAlchemy's does."""
+
+    def bind_processor(self, dialect: Any) -> Any:
+        return bool_to_bool
+
+
 class _DateTime(AsyncpgDateTime):
     """``DateTime(timezone=True)`` takes naive values as UTC, as the SQLite backend does."""
 
@@ -150,6 +159,7 @@ class PostgreSQLDialect(PGDialect_asyncpg):
         sqltypes.Float: _Float,
         sqltypes.DateTime: _DateTime,
         sqltypes.Uuid: _Uuid,
+        sqltypes.Boolean: _Boolean,
     }
 
 

@@ -417,7 +417,7 @@ class AsyncmyConnection(BackendConnection):
         if isinstance(query, str):
             entry = self._compiler.text(query)
             sql = entry.sql
-            rows: Sequence[Any] = [entry.args_for_text(v) for v in values]
+            rows: Sequence[Any] = self._compiler.text_many(entry, values)
         else:
             entry, compiled, extracted, _ = self._compiler.core(query, values[0], many=True)
             sql = entry.sql

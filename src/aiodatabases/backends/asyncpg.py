@@ -256,7 +256,7 @@ class AsyncpgConnection(BackendConnection):
             return
         if isinstance(query, str):
             entry = self._compiler.text(query)
-            rows: Sequence[Any] = [entry.args_for_text(v) for v in values]
+            rows: Sequence[Any] = self._compiler.text_many(entry, values)
         else:
             entry, compiled, extracted, _ = self._compiler.core(query, values[0], many=True)
             rows = self._compiler.core_many(entry, compiled, extracted, values)
