@@ -74,7 +74,8 @@ def test_bool_to_int_refuses_what_sqlalchemy_refuses(bad: Any) -> None:
 def _native_boolean_dialect() -> Any:
     from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
-    return PGDialect_asyncpg()
+    dialect: Any = PGDialect_asyncpg
+    return dialect()
 
 
 @pytest.mark.parametrize("value", [True, False, None, 1, 0, 1.0, 0.0, Decimal("1")])
@@ -115,8 +116,11 @@ def test_each_dialect_binds_booleans_as_sqlalchemys_own_dialect_does(
     from aiodatabases.backends._asyncpg_types import PostgreSQLDialect
     from aiodatabases.backends.sqlite import SQLiteDialect
 
+    # SQLAlchemy's asyncpg dialect class is untyped.
+    pg_ours: Any = PostgreSQLDialect
+    pg_stock: Any = PGDialect_asyncpg
     ours, stock = {
-        "postgresql": (PostgreSQLDialect(), PGDialect_asyncpg()),
+        "postgresql": (pg_ours(), pg_stock()),
         "mysql": (AsyncmyDialect(), MySQLDialect_asyncmy()),
         "sqlite": (SQLiteDialect(), SQLiteDialect_pysqlite()),
     }[backend]
