@@ -101,17 +101,9 @@ def _py_sqlite_datetime(value: Any) -> str | None:
     raise TypeError("SQLite DateTime type only accepts Python datetime and date objects as input.")
 
 
-def _py_bool_to_int(value: Any) -> int | None:
-    if value is None:
-        return None
-    if value in (True, False):
-        return int(value)
-    if isinstance(value, int):
-        raise ValueError(f"Value {value!r} is not None, True, or False")
-    raise TypeError(f"Not a boolean value: {value!r}")
-
-
 def _py_bool_to_bool(value: Any) -> bool | None:
+    """SQLAlchemy's strict Boolean check: None, or a value equal to True or False as a bool;
+    ValueError for another integer, TypeError for anything else."""
     if value is None:
         return None
     if value in (True, False):
@@ -119,6 +111,11 @@ def _py_bool_to_bool(value: Any) -> bool | None:
     if isinstance(value, int):
         raise ValueError(f"Value {value!r} is not None, True, or False")
     raise TypeError(f"Not a boolean value: {value!r}")
+
+
+def _py_bool_to_int(value: Any) -> int | None:
+    checked = _py_bool_to_bool(value)
+    return None if checked is None else int(checked)
 
 
 def _py_int_to_boolean(value: Any) -> bool | None:
