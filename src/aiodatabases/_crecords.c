@@ -133,6 +133,22 @@ given_lookup(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t at, PyObject *m
     return plan_lookup(meta);
 }
 
+/* The column whose entry in one half of a lookup tuple (0: names, 1: attribute names) is key
+ * itself, searched from the last column, which is the one a duplicated name reads; -1 if
+ * none. */
+static inline Py_ssize_t
+find_by_identity(PyObject *lookup, Py_ssize_t half, PyObject *key)
+{
+    Py_ssize_t width = PyTuple_GET_SIZE(lookup) / 2;
+    PyObject **names = &PyTuple_GET_ITEM(lookup, half * width);
+    for (Py_ssize_t i = width; i-- > 0;) {
+        if (names[i] == key) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 static int
 record_init(RecordObject *self, PyObject *args, PyObject *kwds)
 {
@@ -183,12 +199,10 @@ record_lookup(RecordObject *self, PyObject *key)
         Py_ssize_t width = PyTuple_GET_SIZE(lookup) / 2;
         if (PyUnicode_CheckExact(key)) {
             /* A name written in code is interned, and so are the plan's names: find it by
-             * identity, from the last column, which is the one a duplicated name reads. An
-             * equal string that is another object falls through to the keymap. */
-            for (Py_ssize_t i = width; i-- > 0;) {
-                if (PyTuple_GET_ITEM(lookup, i) == key) {
-                    return row_item(self->row, i);
-                }
+             * identity. An equal string that is another object falls through to the keymap. */
+            Py_ssize_t i = find_by_identity(lookup, 0, key);
+            if (i >= 0) {
+                return row_item(self->row, i);
             }
         }
         else if (PyLong_CheckExact(key)) {
@@ -240,11 +254,9 @@ record_getattro(RecordObject *self, PyObject *name)
         (record_class->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
         /* The plan named the columns an attribute may read (not taken by the class, no
          * leading "_") against this very version of the class: search them by identity. */
-        Py_ssize_t width = PyTuple_GET_SIZE(lookup) / 2;
-        for (Py_ssize_t i = width; i-- > 0;) {
-            if (PyTuple_GET_ITEM(lookup, width + i) == name) {
-                return row_item(self->row, i);
-            }
+        Py_ssize_t i = find_by_identity(lookup, 1, name);
+        if (i >= 0) {
+            return row_item(self->row, i);
         }
     }
     /* Methods and attributes of the class win over column names (row.keys is a method). */
@@ -731,6 +743,20 @@ error:
     return NULL;
 }
 
+/* SQLAlchemy's error for a value its Boolean does not bind: ValueError for an integer other
+ * than 0 and 1, TypeError for anything else. Returns NULL. */
+static PyObject *
+refuse_boolean(PyObject *value)
+{
+    if (PyLong_Check(value)) {
+        PyErr_Format(PyExc_ValueError, "Value %R is not None, True, or False", value);
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "Not a boolean value: %R", value);
+    }
+    return NULL;
+}
+
 /* bool_to_int(value): True/1 -> 1, False/0 -> 0, None -> None, as SQLAlchemy binds a Boolean on SQLite. */
 static PyObject *
 bool_to_int(PyObject *module, PyObject *value)
@@ -756,13 +782,7 @@ bool_to_int(PyObject *module, PyObject *value)
     if (equal) {
         return PyNumber_Long(value);
     }
-    if (PyLong_Check(value)) {
-        PyErr_Format(PyExc_ValueError, "Value %R is not None, True, or False", value);
-    }
-    else {
-        PyErr_Format(PyExc_TypeError, "Not a boolean value: %R", value);
-    }
-    return NULL;
+    return refuse_boolean(value);
 }
 
 /* bool_to_bool(value): True/False/None as given, another value equal to True or False (1,
@@ -787,13 +807,7 @@ bool_to_bool(PyObject *module, PyObject *value)
     if (equal < 0) {
         return NULL;
     }
-    if (PyLong_Check(value)) {
-        PyErr_Format(PyExc_ValueError, "Value %R is not None, True, or False", value);
-    }
-    else {
-        PyErr_Format(PyExc_TypeError, "Not a boolean value: %R", value);
-    }
-    return NULL;
+    return refuse_boolean(value);
 }
 
 /* sqlite_datetime(value): a datetime or date as SQLAlchemy's SQLite DATETIME text,

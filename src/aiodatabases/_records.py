@@ -114,8 +114,7 @@ def _py_bool_to_bool(value: Any) -> bool | None:
 
 
 def _py_bool_to_int(value: Any) -> int | None:
-    checked = _py_bool_to_bool(value)
-    return None if checked is None else int(checked)
+    return None if _py_bool_to_bool(value) is None else int(value)
 
 
 def _py_int_to_boolean(value: Any) -> bool | None:
@@ -228,9 +227,11 @@ class ResultMeta:
         self.keymap = keymap
         # For the C records: the names, then per column the name that reads it as an
         # attribute (None where the class has that attribute or it starts with "_").
-        taken = _class_attributes()
         self.lookup: tuple[str | None, ...] = self.names + tuple(
-            [None if name.startswith("_") or name in taken else name for name in self.names]
+            [
+                None if name.startswith("_") or name in _RECORD_ATTRIBUTES else name
+                for name in self.names
+            ]
         )
         self.processors: tuple[tuple[int, Processor], ...] = tuple(
             (i, p) for i, p in enumerate(processors) if p is not None
@@ -401,17 +402,9 @@ def _teach_pydantic() -> None:
 _teach_pydantic()
 
 
-def _record_attributes() -> frozenset[str]:
-    return frozenset(name for klass in Record.__mro__ for name in vars(klass))
-
-
-_RECORD_ATTRIBUTES = _record_attributes()
-
-
-def _class_attributes() -> frozenset[str]:
-    """The attribute names of ``Record`` (and its bases): a column of such a name is read as
-    ``row["name"]``, never as ``row.name``."""
-    return _RECORD_ATTRIBUTES
+# The attribute names of Record and its bases: a column of such a name is read as
+# ``row["name"]``, never as ``row.name``.
+_RECORD_ATTRIBUTES = frozenset(name for klass in Record.__mro__ for name in vars(klass))
 
 
 if SPEEDUPS and not TYPE_CHECKING:
