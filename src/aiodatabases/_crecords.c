@@ -392,41 +392,90 @@ two_digits(const Py_UCS1 *t)
     return (hi > 9 || lo > 9) ? -1 : (int)(hi * 10 + lo);
 }
 
-/* str_to_datetime(value): None -> None, else datetime.fromisoformat(value). Text of the form
- * SQLAlchemy stores on SQLite, "YYYY-MM-DD HH:MM:SS" with or without ".ffffff", is read here
- * directly; anything else goes to fromisoformat, so the result is always what it returns. */
+/* The datetime of text of the form SQLAlchemy stores on SQLite, "YYYY-MM-DD HH:MM:SS" with or
+ * without ".ffffff", with the given tzinfo; NULL without an error set when the text has
+ * another form. Out-of-range fields (month 13) raise ValueError, as fromisoformat does. */
+static PyObject *
+parse_sqlite_datetime(PyObject *value, PyObject *tzinfo)
+{
+    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_READY(value) ||
+        PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    const Py_UCS1 *t = PyUnicode_1BYTE_DATA(value);
+    if (!((n == 19 || n == 26) && t[4] == '-' && t[7] == '-' && t[10] == ' ' && t[13] == ':' &&
+          t[16] == ':' && (n == 19 || t[19] == '.'))) {
+        return NULL;
+    }
+    int century = two_digits(t), years = two_digits(t + 2), month = two_digits(t + 5),
+        day = two_digits(t + 8), hour = two_digits(t + 11), minute = two_digits(t + 14),
+        second = two_digits(t + 17), micro = 0;
+    if (n == 26) {
+        int m1 = two_digits(t + 20), m2 = two_digits(t + 22), m3 = two_digits(t + 24);
+        micro = (m1 | m2 | m3) < 0 ? -1 : (m1 * 100 + m2) * 100 + m3;
+    }
+    if ((century | years | month | day | hour | minute | second | micro) < 0) {
+        return NULL;
+    }
+    return PyDateTimeAPI->DateTime_FromDateAndTime(century * 100 + years, month, day, hour,
+                                                   minute, second, micro, tzinfo,
+                                                   PyDateTimeAPI->DateTimeType);
+}
+
+/* str_to_datetime(value): None -> None, else datetime.fromisoformat(value). The stored form
+ * is read here directly; anything else goes to fromisoformat, so the result is always what it
+ * returns. */
 static PyObject *
 str_to_datetime(PyObject *module, PyObject *value)
 {
     if (value == Py_None) {
         Py_RETURN_NONE;
     }
-    if (PyUnicode_CheckExact(value) && PyUnicode_IS_READY(value) &&
-        PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND) {
-        Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-        const Py_UCS1 *t = PyUnicode_1BYTE_DATA(value);
-        if ((n == 19 || n == 26) && t[4] == '-' && t[7] == '-' && t[10] == ' ' &&
-            t[13] == ':' && t[16] == ':' && (n == 19 || t[19] == '.')) {
-            int century = two_digits(t), years = two_digits(t + 2), month = two_digits(t + 5),
-                day = two_digits(t + 8), hour = two_digits(t + 11),
-                minute = two_digits(t + 14), second = two_digits(t + 17), micro = 0;
-            if (n == 26) {
-                int m1 = two_digits(t + 20), m2 = two_digits(t + 22), m3 = two_digits(t + 24);
-                micro = (m1 | m2 | m3) < 0 ? -1 : (m1 * 100 + m2) * 100 + m3;
-            }
-            if ((century | years | month | day | hour | minute | second | micro) >= 0) {
-                /* Out-of-range fields (month 13) raise ValueError here as there. */
-                return PyDateTimeAPI->DateTime_FromDateAndTime(
-                    century * 100 + years, month, day, hour, minute, second, micro, Py_None,
-                    PyDateTimeAPI->DateTimeType);
-            }
-        }
+    PyObject *result = parse_sqlite_datetime(value, Py_None);
+    if (result != NULL || PyErr_Occurred()) {
+        return result;
     }
     return PyObject_CallOneArg(fromisoformat, value);
 }
 
+static PyObject *replace_name = NULL;           /* "replace" */
+static PyObject *astimezone_name = NULL;        /* "astimezone" */
+static PyObject *replace_tzinfo_kwnames = NULL; /* ("tzinfo",) */
+
+/* str_to_utc_datetime(value): None -> None, else datetime.fromisoformat(value) as an aware
+ * datetime in UTC: naive text (what a DateTime(timezone=True) column stores on SQLite) is
+ * read as UTC, text with an offset is converted to UTC. */
+static PyObject *
+str_to_utc_datetime(PyObject *module, PyObject *value)
+{
+    if (value == Py_None) {
+        Py_RETURN_NONE;
+    }
+    PyObject *result = parse_sqlite_datetime(value, PyDateTime_TimeZone_UTC);
+    if (result != NULL || PyErr_Occurred()) {
+        return result;
+    }
+    PyObject *parsed = PyObject_CallOneArg(fromisoformat, value);
+    if (parsed == NULL) {
+        return NULL;
+    }
+    PyObject *args[2] = {parsed, PyDateTime_TimeZone_UTC};
+    if (PyDateTime_Check(parsed) && ((PyDateTime_DateTime *)parsed)->hastzinfo &&
+        ((PyDateTime_DateTime *)parsed)->tzinfo != Py_None) {
+        /* Text written with an offset by something else: the same instant, in UTC. */
+        result = PyObject_VectorcallMethod(astimezone_name, args, 2, NULL);
+    }
+    else {
+        result = PyObject_VectorcallMethod(replace_name, args, 1, replace_tzinfo_kwnames);
+    }
+    Py_DECREF(parsed);
+    return result;
+}
+
 static PyObject *int_to_boolean_func = NULL;  /* this module's int_to_boolean */
 static PyObject *str_to_datetime_func = NULL; /* this module's str_to_datetime */
+static PyObject *str_to_utc_datetime_func = NULL; /* this module's str_to_utc_datetime */
 static PyObject *bool_to_int_func = NULL;     /* this module's bool_to_int */
 static PyObject *bool_to_bool_func = NULL;    /* this module's bool_to_bool */
 static PyObject *sqlite_datetime_func = NULL; /* this module's sqlite_datetime */
@@ -483,6 +532,7 @@ steps_init(Steps *plan, PyObject *processors)
         step->func = func;
         step->direct = func == int_to_boolean_func    ? int_to_boolean
                        : func == str_to_datetime_func ? str_to_datetime
+                       : func == str_to_utc_datetime_func ? str_to_utc_datetime
                        : func == bool_to_int_func     ? bool_to_int
                        : func == bool_to_bool_func    ? bool_to_bool
                        : func == sqlite_datetime_func ? sqlite_datetime
@@ -868,6 +918,9 @@ static PyMethodDef module_methods[] = {
      "int_to_boolean(value) -> True, False or None"},
     {"str_to_datetime", (PyCFunction)str_to_datetime, METH_O,
      "str_to_datetime(value) -> datetime.datetime.fromisoformat(value), or None"},
+    {"str_to_utc_datetime", (PyCFunction)str_to_utc_datetime, METH_O,
+     "str_to_utc_datetime(value) -> datetime.datetime.fromisoformat(value) in UTC (naive text "
+     "is read as UTC), or None"},
     {"sqlite_datetime", (PyCFunction)sqlite_datetime, METH_O,
      "sqlite_datetime(value) -> 'YYYY-MM-DD HH:MM:SS.ffffff' or None"},
     {"convert_rows", (PyCFunction)(void (*)(void))convert_rows, METH_FASTCALL,
@@ -910,7 +963,13 @@ PyInit__crecords(void)
     }
     fromisoformat = PyObject_GetAttrString((PyObject *)PyDateTimeAPI->DateTimeType,
                                            "fromisoformat");
-    if (fromisoformat == NULL) {
+    replace_name = PyUnicode_InternFromString("replace");
+    astimezone_name = PyUnicode_InternFromString("astimezone");
+    PyObject *tzinfo_name = PyUnicode_InternFromString("tzinfo");
+    replace_tzinfo_kwnames = tzinfo_name == NULL ? NULL : PyTuple_Pack(1, tzinfo_name);
+    Py_XDECREF(tzinfo_name);
+    if (fromisoformat == NULL || replace_name == NULL || astimezone_name == NULL ||
+        replace_tzinfo_kwnames == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);
@@ -927,10 +986,12 @@ PyInit__crecords(void)
     }
     int_to_boolean_func = PyObject_GetAttrString(module, "int_to_boolean");
     str_to_datetime_func = PyObject_GetAttrString(module, "str_to_datetime");
+    str_to_utc_datetime_func = PyObject_GetAttrString(module, "str_to_utc_datetime");
     bool_to_int_func = PyObject_GetAttrString(module, "bool_to_int");
     bool_to_bool_func = PyObject_GetAttrString(module, "bool_to_bool");
     sqlite_datetime_func = PyObject_GetAttrString(module, "sqlite_datetime");
     if (int_to_boolean_func == NULL || str_to_datetime_func == NULL ||
+        str_to_utc_datetime_func == NULL ||
         bool_to_int_func == NULL || bool_to_bool_func == NULL || sqlite_datetime_func == NULL) {
         Py_DECREF(module);
         return NULL;

@@ -10,12 +10,20 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine.interfaces import Dialect
 
-__all__ = ["Record", "ResultMeta", "bool_to_bool", "bool_to_int", "convert_rows", "sqlite_datetime"]
+__all__ = [
+    "Record",
+    "ResultMeta",
+    "bool_to_bool",
+    "bool_to_int",
+    "convert_rows",
+    "sqlite_datetime",
+    "str_to_utc_datetime",
+]
 
 Processor = Callable[[Any], Any]
 
@@ -125,6 +133,16 @@ def _py_str_to_datetime(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+def _py_str_to_utc_datetime(value: str | None) -> datetime | None:
+    """Naive text is read as UTC; text with an offset is converted to UTC."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
 if TYPE_CHECKING:  # noqa: SIM114  # kept apart so mypy reads only the typed branch
     _RecordBase = _PyRecordBase
     _make_record = _py_make_record
@@ -135,6 +153,7 @@ if TYPE_CHECKING:  # noqa: SIM114  # kept apart so mypy reads only the typed bra
     sqlite_datetime = _py_sqlite_datetime
     _int_to_boolean = _py_int_to_boolean
     _str_to_datetime = _py_str_to_datetime
+    str_to_utc_datetime = _py_str_to_utc_datetime
     RECORD_FREELIST = 0
     SPEEDUPS = False
 elif os.environ.get("AIODATABASES_NO_EXTENSIONS"):
@@ -147,6 +166,7 @@ elif os.environ.get("AIODATABASES_NO_EXTENSIONS"):
     sqlite_datetime = _py_sqlite_datetime
     _int_to_boolean = _py_int_to_boolean
     _str_to_datetime = _py_str_to_datetime
+    str_to_utc_datetime = _py_str_to_utc_datetime
     RECORD_FREELIST = 0
     SPEEDUPS = False
 else:
@@ -157,6 +177,7 @@ else:
             bool_to_int,
             convert_rows,
             sqlite_datetime,
+            str_to_utc_datetime,
         )
         from ._crecords import RecordBase as _RecordBase
         from ._crecords import int_to_boolean as _int_to_boolean
@@ -175,6 +196,7 @@ else:
         sqlite_datetime = _py_sqlite_datetime
         _int_to_boolean = _py_int_to_boolean
         _str_to_datetime = _py_str_to_datetime
+        str_to_utc_datetime = _py_str_to_utc_datetime
         RECORD_FREELIST = 0
         SPEEDUPS = False
 

@@ -258,6 +258,31 @@ def test_str_to_datetime_fails_as_sqlalchemy_fails(bad: Any) -> None:
         _records._str_to_datetime(bad)
 
 
+@pytest.mark.parametrize("text", DATETIME_TEXTS)
+def test_str_to_utc_datetime_reads_naive_text_as_utc_and_converts_offsets(text: str) -> None:
+    """The reader of DateTime(timezone=True) on SQLite: naive stored text is UTC, text with an
+    offset is the same instant in UTC; the C and Python readers agree."""
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        expected = parsed.replace(tzinfo=dt.UTC)
+    else:
+        expected = parsed.astimezone(dt.UTC)
+    for reader in (_records.str_to_utc_datetime, _records._py_str_to_utc_datetime):
+        got = reader(text)
+        assert got is not None
+        assert (got, got.tzinfo, got.utcoffset()) == (expected, dt.UTC, dt.timedelta(0))
+    assert _records.str_to_utc_datetime(None) is None
+
+
+@pytest.mark.parametrize("bad", ["2024-13-02 03:04:05.000000", "2024-01-02 24:00:00", "", 5])
+def test_str_to_utc_datetime_fails_as_fromisoformat_fails(bad: Any) -> None:
+    with pytest.raises((ValueError, TypeError)) as expected:
+        dt.datetime.fromisoformat(bad)
+    for reader in (_records.str_to_utc_datetime, _records._py_str_to_utc_datetime):
+        with pytest.raises(expected.type):
+            reader(bad)
+
+
 @pytest.mark.parametrize("value", [0, 1, 2, -1, None, True, False])
 def test_int_to_boolean_matches_sqlalchemy(value: Any) -> None:
     """The C Boolean reader agrees with SQLAlchemy's."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import threading
 import time
@@ -11,13 +12,14 @@ from pathlib import Path
 
 import aiosqlite
 import pytest
+from sqlalchemy import select
 from sqlalchemy.schema import CreateTable
 
 import aiodatabases
 from aiodatabases import Database
 
 from .helpers import count_rows
-from .tables import notes, users
+from .tables import kitchen_sink, notes, users
 
 
 def _note(text: str) -> dict[str, object]:
@@ -250,3 +252,24 @@ async def test_a_statement_that_overran_once_comes_back_to_the_loop_after_quick_
         assert [await where(1) for _ in range(10)] == ["thread"] * 10
         assert await where(3_000_000) == "thread"
         assert 16 <= await quick_runs_until_the_loop() < 64
+
+
+async def test_aware_datetime_column_reads_naive_text_as_utc_and_offsets_as_the_same_instant(
+    sqlite_database: Database,
+) -> None:
+    """A DateTime(timezone=True) column stores UTC text; text written by something else reads
+    back as the instant it names: naive text as UTC, text with an offset converted to UTC."""
+    stored = dt.datetime(2024, 5, 6, 12, 0, 0, 250_000, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    await sqlite_database.execute(kitchen_sink.insert(), {"id": 1, "aware": stored})
+    assert await sqlite_database.fetch_val("SELECT aware FROM kitchen_sink") == (
+        "2024-05-06 10:00:00.250000"
+    )
+    await sqlite_database.execute(
+        "INSERT INTO kitchen_sink (id, aware) VALUES (2, '2024-05-06 10:00:00'),"
+        " (3, '2024-05-06T12:00:00+02:00'), (4, NULL)"
+    )
+    query = select(kitchen_sink.c.id, kitchen_sink.c.aware).order_by(kitchen_sink.c.id)
+    got = {row["id"]: row["aware"] for row in await sqlite_database.fetch_all(query)}
+    ten_utc = dt.datetime(2024, 5, 6, 10, 0, tzinfo=dt.UTC)
+    assert got == {1: ten_utc.replace(microsecond=250_000), 2: ten_utc, 3: ten_utc, 4: None}
+    assert all(value.tzinfo is dt.UTC for value in got.values() if value is not None)

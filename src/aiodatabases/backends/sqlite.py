@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from math import inf
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import processors as sa_processors
 from sqlalchemy.dialects.sqlite import base as sqlite_base
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.sql import sqltypes
@@ -36,7 +37,7 @@ from sqlalchemy.sql import sqltypes
 from .. import exceptions
 from .._compiler import CompiledQuery, Compiler, Kind, Query
 from .._pool import Pool
-from .._records import Record, ResultMeta, bool_to_int, sqlite_datetime
+from .._records import Record, ResultMeta, bool_to_int, sqlite_datetime, str_to_utc_datetime
 from .._url import DatabaseURL
 from ._errors import combined_error
 from ._options import OptionReader
@@ -94,10 +95,15 @@ class _DateTime(sqlite_base.DATETIME):
         process = super().result_processor(dialect, coltype)
         if not self.timezone:
             return process
+        if process is sa_processors.str_to_datetime:
+            # The default storage format: parsed and labelled UTC in one step.
+            return str_to_utc_datetime
 
         def from_utc(value: Any) -> Any:
             value = process(value) if process is not None else value
             if isinstance(value, datetime):
+                if value.tzinfo is not None:
+                    return value.astimezone(UTC)
                 return value.replace(tzinfo=UTC)
             return value
 
