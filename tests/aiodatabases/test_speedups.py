@@ -263,10 +263,7 @@ def test_str_to_utc_datetime_reads_naive_text_as_utc_and_converts_offsets(text: 
     """The reader of DateTime(timezone=True) on SQLite: naive stored text is UTC, text with an
     offset is the same instant in UTC; the C and Python readers agree."""
     parsed = dt.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        expected = parsed.replace(tzinfo=dt.UTC)
-    else:
-        expected = parsed.astimezone(dt.UTC)
+    expected = parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
     for reader in (_records.str_to_utc_datetime, _records._py_str_to_utc_datetime):
         got = reader(text)
         assert got is not None

@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from math import inf
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import processors as sa_processors
 from sqlalchemy.dialects.sqlite import base as sqlite_base
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import processors as sa_processors
 from sqlalchemy.sql import sqltypes
 
 from .. import exceptions
