@@ -35,7 +35,10 @@ from .pagination import Cursor, Sort, decode_cursor, encode_cursor
 from .schemas import Note, NoteIn, NotePage
 from .tables import PG_SEARCH_CONFIG, auth_sessions, note_tags, notes, notes_fts, search_vector
 
-__all__ = ["ListQuery", "NotesRepository", "ping", "utc_now"]
+__all__ = ["MAX_PAGE_SIZE", "ListQuery", "NotesRepository", "ping", "utc_now"]
+
+#: The most notes a listing returns at once.
+MAX_PAGE_SIZE = 100
 
 Clock = Callable[[], dt.datetime]
 
@@ -209,7 +212,9 @@ class NotesRepository:
         if cursor is not None and sort is Sort.RELEVANCE:
             offset = cursor.offset
 
-        values = self._bind_read(limit=query.limit + 1)
+        if not 1 <= query.limit <= MAX_PAGE_SIZE:
+            raise BadRequestError(f"limit must be from 1 to {MAX_PAGE_SIZE}")
+        values = self._bind_read()
         filter_completed = query.completed is not None
         if filter_completed:
             values["completed"] = query.completed
@@ -231,6 +236,7 @@ class NotesRepository:
             _PageShape(
                 self._dialect,
                 sort,
+                query.limit + 1,
                 filter_completed,
                 len(tags),
                 after,
@@ -429,6 +435,11 @@ class _PageShape:
 
     dialect: str
     sort: Sort
+    #: Rows to read: the page size plus one, to tell whether more follow. Written into the
+    #: SQL, not bound: PostgreSQL then plans a listing's prepared statement once and reuses
+    #: the plan, where a bound LIMIT made it plan again on every call (each costing more than
+    #: running the query). There are at most ``MAX_PAGE_SIZE`` of them.
+    limit: int
     completed: bool
     tags: int
     after: bool
@@ -441,9 +452,8 @@ class _PageShape:
 def _page_statement(shape: _PageShape) -> sa.Select[Any]:
     """Build the statement of one shape of listing: a page of notes with their tags.
 
-    It binds the owner, ``limit`` (the page size plus one, to tell whether more follow),
-    then as the shape asks ``completed``, ``tag_0``..., ``after_value`` and ``after_id``,
-    ``offset``, and the search words (see ``_search_value``).
+    It binds the owner, then as the shape asks ``completed``, ``tag_0``..., ``after_value``
+    and ``after_id``, ``offset``, and the search words (see ``_search_value``).
     """
     criteria = [_owned()]
     if shape.session:
@@ -468,7 +478,7 @@ def _page_statement(shape: _PageShape) -> sa.Select[Any]:
         .select_from(source)
         .where(*criteria)
         .order_by(*_order(shape.sort, score))
-        .limit(sa.bindparam("limit", type_=sa.Integer))
+        .limit(sa.literal_column(str(int(shape.limit)), sa.Integer))
     )
     if shape.offset:
         page = page.offset(sa.bindparam("offset", type_=sa.Integer))

@@ -9,8 +9,22 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Dialect
+
+import aiodatabases
+from notes import repository
+from notes.errors import BadRequestError
+from notes.pagination import Sort
+from notes.repository import ListQuery, NotesRepository
 
 from .helpers import assert_problem, create_note
+
+_DIALECTS: dict[str, Dialect] = {
+    "sqlite": sqlite.dialect(),
+    "postgresql": postgresql.dialect(),
+    "mysql": mysql.dialect(),
+}
 
 Page = dict[str, Any]
 
@@ -210,3 +224,25 @@ async def test_cursor_of_another_sort_gets_a_400_problem(client: httpx.AsyncClie
     response = await client.get("/api/notes", params={"cursor": cursor["next_cursor"]})
     problem = assert_problem(response, 400)
     assert "sort=title" in problem["detail"]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mysql"])
+def test_a_listing_writes_its_row_count_into_the_sql(dialect: str) -> None:
+    """LIMIT is part of a listing's SQL, not a bound value, so PostgreSQL can keep one plan
+    of its prepared statement; the count is the page size plus one."""
+    shape = repository._PageShape(
+        dialect, Sort.CREATED_AT_DESC, 21, False, 0, False, False, False, True
+    )
+    compiled = repository._page_statement(shape).compile(dialect=_DIALECTS[dialect])
+    assert "LIMIT 21" in str(compiled)
+    assert "limit" not in compiled.params
+
+
+@pytest.mark.parametrize("limit", [0, 101, -1])
+async def test_the_repository_refuses_a_page_size_out_of_range(
+    database: aiodatabases.Database, limit: int
+) -> None:
+    """The API checks the page size first; the repository checks it again."""
+    notes = NotesRepository(database, owner_id=1)
+    with pytest.raises(BadRequestError, match="limit must be from 1 to 100"):
+        await notes.list_page(ListQuery(limit=limit))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
 from ..deps import Repository
 from ..pagination import Sort
-from ..repository import ListQuery
+from ..repository import MAX_PAGE_SIZE, ListQuery
 from ..schemas import MAX_BATCH, Note, NoteBatch, NoteIn, NotePage, NotePatch, Problem, Tag
 
 __all__ = ["router"]
@@ -128,7 +128,7 @@ async def list_notes(
     request: Request,
     response: Response,
     repository: Repository,
-    limit: Annotated[int, Query(ge=1, le=100, description="Notes per page.")] = 20,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Notes per page.")] = 20,
     cursor: Annotated[
         str | None, Query(max_length=1000, description="next_cursor of the previous page.")
     ] = None,
