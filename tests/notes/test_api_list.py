@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects.mysql.asyncmy import MySQLDialect_asyncmy
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import Dialect
 
 import aiodatabases
@@ -21,9 +23,9 @@ from notes.repository import ListQuery, NotesRepository
 from .helpers import assert_problem, create_note
 
 _DIALECTS: dict[str, Dialect] = {
-    "sqlite": sqlite.dialect(),
-    "postgresql": postgresql.dialect(),
-    "mysql": mysql.dialect(),
+    "sqlite": SQLiteDialect_pysqlite(),
+    "postgresql": PGDialect_asyncpg(),  # type: ignore[no-untyped-call]
+    "mysql": MySQLDialect_asyncmy(),
 }
 
 Page = dict[str, Any]
