@@ -248,3 +248,44 @@ async def test_the_repository_refuses_a_page_size_out_of_range(
     notes = NotesRepository(database, owner_id=1)
     with pytest.raises(BadRequestError, match="limit must be from 1 to 100"):
         await notes.list_page(ListQuery(limit=limit))
+
+
+async def test_openapi_documents_every_listing_parameter(client: httpx.AsyncClient) -> None:
+    """The listing reads its query as one model; the document still names each parameter,
+    optional, with its type and limits, as FastAPI writes declared parameters."""
+    operation = (await client.get("/openapi.json")).json()["paths"]["/api/notes"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert list(parameters) == ["limit", "cursor", "offset", "sort", "completed", "tag", "q"]
+    assert all(p["in"] == "query" and p["required"] is False for p in parameters.values())
+    assert all(p["description"] == p["schema"]["description"] for p in parameters.values())
+    limit = parameters["limit"]["schema"]
+    assert (limit["type"], limit["minimum"], limit["maximum"], limit["default"]) == (
+        "integer",
+        1,
+        100,
+        20,
+    )
+    assert parameters["sort"]["schema"]["enum"] == [sort.value for sort in Sort]
+    tag = parameters["tag"]["schema"]
+    assert (tag["type"], tag["maxItems"], tag["items"]["maxLength"]) == ("array", 20, 50)
+    assert parameters["cursor"]["schema"] == {
+        "type": "string",
+        "maxLength": 1000,
+        "description": "next_cursor of the previous page.",
+        "title": "Cursor",
+    }
+
+
+async def test_listing_reads_the_last_of_repeated_values_and_ignores_unknown_ones(
+    client: httpx.AsyncClient,
+) -> None:
+    """As for any FastAPI query parameter: the last value of a repeated scalar counts, every
+    value of ``tag`` counts, and parameters the listing does not take are ignored."""
+    await create_many(
+        client, [{"title": f"n{i}", "tags": ["a", "b"] if i % 2 else ["a"]} for i in range(6)]
+    )
+    response = await client.get("/api/notes?limit=50&limit=2&tag=a&tag=b&unknown=1")
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    assert len(items) == 2
+    assert all(sorted(item["tags"]) == ["a", "b"] for item in items)

@@ -6,12 +6,14 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Request, Response, status
+from pydantic import BaseModel, Field
 
 from ..deps import Repository
 from ..pagination import Sort
 from ..repository import MAX_PAGE_SIZE, ListQuery
 from ..schemas import MAX_BATCH, Note, NoteBatch, NoteIn, NotePage, NotePatch, Problem, Tag
+from .query import QueryModel
 
 __all__ = ["router"]
 
@@ -112,10 +114,38 @@ async def create_notes(batch: NoteBatch, repository: Repository) -> list[Note]:
     return await repository.create_many(batch.notes)
 
 
+class ListParams(BaseModel):
+    """The query of a listing."""
+
+    limit: int = Field(20, ge=1, le=MAX_PAGE_SIZE, description="Notes per page.")
+    cursor: str | None = Field(
+        None, max_length=1000, description="next_cursor of the previous page."
+    )
+    offset: int | None = Field(
+        None, ge=0, le=1_000_000, description="Skip this many notes (instead of a cursor)."
+    )
+    sort: Sort | None = Field(
+        None, description="Order; '-' for descending. Default: -created_at, or relevance with q."
+    )
+    completed: bool | None = Field(None, description="Only (un)completed notes.")
+    tag: list[Tag] | None = Field(
+        None, max_length=20, description="Only notes with this tag (repeat: all of them)."
+    )
+    q: str | None = Field(
+        None,
+        max_length=500,
+        description="Words to search in titles and bodies; every word must appear.",
+    )
+
+
+_list_params = QueryModel(ListParams)
+
+
 @router.get(
     "",
     response_model=NotePage,
     summary="List, filter and search notes",
+    openapi_extra=_list_params.openapi,
     responses={
         400: {
             **_PROBLEM,
@@ -128,42 +158,19 @@ async def list_notes(
     request: Request,
     response: Response,
     repository: Repository,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Notes per page.")] = 20,
-    cursor: Annotated[
-        str | None, Query(max_length=1000, description="next_cursor of the previous page.")
-    ] = None,
-    offset: Annotated[
-        int | None,
-        Query(ge=0, le=1_000_000, description="Skip this many notes (instead of a cursor)."),
-    ] = None,
-    sort: Annotated[
-        Sort | None,
-        Query(description="Order; '-' for descending. Default: -created_at, or relevance with q."),
-    ] = None,
-    completed: Annotated[bool | None, Query(description="Only (un)completed notes.")] = None,
-    tag: Annotated[
-        list[Tag] | None,
-        Query(max_length=20, description="Only notes with this tag (repeat: all of them)."),
-    ] = None,
-    q: Annotated[
-        str | None,
-        Query(
-            max_length=500,
-            description="Words to search in titles and bodies; every word must appear.",
-        ),
-    ] = None,
+    params: Annotated[ListParams, Depends(_list_params)],
 ) -> NotePage:
     """Return a page of notes and the cursor of the next one (keyset pagination)."""
-    search = q if q is not None and q.strip() else None
+    q = params.q
     page = await repository.list_page(
         ListQuery(
-            limit=limit,
-            cursor=cursor,
-            offset=offset,
-            sort=sort,
-            completed=completed,
-            tags=[value.strip() for value in tag or ()],
-            q=search,
+            limit=params.limit,
+            cursor=params.cursor,
+            offset=params.offset,
+            sort=params.sort,
+            completed=params.completed,
+            tags=[value.strip() for value in params.tag or ()],
+            q=q if q is not None and q.strip() else None,
         )
     )
     if page.next_cursor is not None:
