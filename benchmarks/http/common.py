@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -375,6 +376,30 @@ def pg_recreate_database(admin_url: str, name: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/" + name, "", ""))
 
 
+def analyze(database_url: str) -> None:
+    """Refresh the planner statistics of a seeded database, as autovacuum would in service.
+
+    The minimal contenders' table is analyzed by seed.py; the service's tables get the same.
+    PostgreSQL plans with them at once; SQLite connections read them when they open.
+
+    Raises:
+        subprocess.CalledProcessError: psql failed.
+    """
+    if database_url.startswith("postgresql://"):
+        subprocess.run(
+            ["psql", database_url, "-v", "ON_ERROR_STOP=1", "-q", "-c", "ANALYZE"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    else:
+        connection = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        try:
+            connection.execute("ANALYZE")
+        finally:
+            connection.close()
+
+
 def pg_query(url: str, sql: str) -> list[list[str]]:
     """Run ``sql`` with psql and return the rows as lists of text fields."""
     proc = subprocess.run(
@@ -408,6 +433,7 @@ __all__: Sequence[str] = [
     "has_auth",
     "issue_token",
     "log",
+    "analyze",
     "migrate_notes",
     "note_text",
     "notes_env",

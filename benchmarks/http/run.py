@@ -268,6 +268,7 @@ def run_contender(
                 auth = common.has_auth(server.base)
                 token = common.issue_token(server.base, "bench@example.com") if auth else None
                 ids = common.seed_notes(server.base, token, args.rows, random.Random(7))
+                common.analyze(backend.service_url)
                 data = service_data[backend.name] = ServiceData(token, ids, auth)
             elif data.auth:
                 # A new server process: log in again (the token of the last one still works,
@@ -453,6 +454,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, help="write results-*.md, results-http.json, PNGs")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the environments")
     args = parser.parse_args(argv)
+    if args.source is not None and not any((args.source / "src/aiodatabases").glob("_crecords*")):
+        # A worktree has no build products: its servers would run the pure-Python records.
+        parser.error(
+            f"{args.source} has no built C extension: run `python setup.py build_ext --inplace` "
+            "there, or copy src/aiodatabases/_crecords*.so built from the same source"
+        )
     if args.quick:
         args.reps, args.duration, args.warmup, args.rows = 1, 2.0, 1.0, 1000
     backends = [b for b in args.backends.split(",") if b]
