@@ -12,10 +12,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict  # pydantic reads typing.TypedDict from 3.12 on
 
 __all__ = [
     "LINE_PATTERN",
@@ -24,10 +26,13 @@ __all__ = [
     "MAX_PASSWORD",
     "MAX_TAGS",
     "MIN_PASSWORD",
+    "NOTE_PAGE_JSON",
     "Note",
     "NoteBatch",
+    "NoteFields",
     "NoteIn",
     "NotePage",
+    "NotePageFields",
     "NotePatch",
     "PasswordChange",
     "Problem",
@@ -238,6 +243,33 @@ class NotePage(BaseModel):
     next_offset: int | None = Field(
         default=None, description="With `offset` paging: the offset of the next page."
     )
+
+
+class NoteFields(TypedDict):
+    """The fields of a ``Note``, as the repository reads them, in the same order."""
+
+    id: int
+    title: str
+    body: str
+    completed: bool
+    tags: list[str]
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    version: int
+
+
+class NotePageFields(TypedDict):
+    """The fields of a ``NotePage``."""
+
+    items: list[NoteFields]
+    next_cursor: str | None
+    next_offset: int | None
+
+
+#: Writes ``NotePageFields`` as exactly the JSON of the ``NotePage`` they make, without
+#: building and validating twenty models first: validation and serialization took twice as
+#: long, for values the repository has just read from its own columns.
+NOTE_PAGE_JSON: TypeAdapter[NotePageFields] = TypeAdapter(NotePageFields)
 
 
 class Problem(BaseModel):

@@ -19,6 +19,7 @@ from notes import repository
 from notes.errors import BadRequestError
 from notes.pagination import Sort
 from notes.repository import ListQuery, NotesRepository
+from notes.schemas import NotePage
 
 from .helpers import assert_problem, create_note
 
@@ -289,3 +290,24 @@ async def test_listing_reads_the_last_of_repeated_values_and_ignores_unknown_one
     items = response.json()["items"]
     assert len(items) == 2
     assert all(sorted(item["tags"]) == ["a", "b"] for item in items)
+
+
+async def test_a_page_is_written_exactly_as_its_model_writes_it(client: httpx.AsyncClient) -> None:
+    """The listing writes its fields without building models; the bytes are those of the
+    validated NotePage (aware timestamps, field order, no extra fields), on every backend."""
+    await create_many(
+        client,
+        [
+            {"title": "plain", "body": "", "tags": []},
+            {"title": 'ünïcødé ✓ "quoted"', "body": "line\nbreak", "tags": ["b", "a"]},
+            {"title": "done", "completed": True, "tags": ["x"]},
+        ],
+    )
+    for params in ({"limit": 2}, {"limit": 2, "offset": 1}, {"limit": 10}):
+        response = await client.get("/api/notes", params=params)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/json"
+        page = NotePage.model_validate_json(response.content)
+        assert response.content == page.model_dump_json().encode()
+        assert all(note.created_at.utcoffset() == dt.timedelta(0) for note in page.items)
+    assert [note.tags for note in page.items] == [["x"], ["b", "a"], []]
