@@ -48,16 +48,23 @@ class Cursor:
 
 
 def encode_cursor(cursor: Cursor) -> str:
-    """Return the opaque, URL-safe text of a cursor."""
-    data: dict[str, Any] = {"s": cursor.sort.value}
+    """Return the opaque, URL-safe text of a cursor.
+
+    The text is base64url of compact JSON: ``{"s":sort,"o":offset}`` for relevance, else
+    ``{"s":sort,"v":value,"i":id}`` with a timestamp in ISO 8601. Every page but the last
+    writes one, so the JSON is put together here rather than by ``json.dumps``: a sort name,
+    an ISO timestamp and an integer need no escaping; a title does, and gets it.
+    """
     if cursor.sort is Sort.RELEVANCE:
-        data["o"] = cursor.offset
+        raw = f'{{"s":"{cursor.sort.value}","o":{int(cursor.offset)}}}'
     else:
         value = cursor.value
-        data["v"] = value.isoformat() if isinstance(value, dt.datetime) else value
-        data["i"] = cursor.id
-    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        if isinstance(value, dt.datetime):
+            text = f'"{value.isoformat()}"'
+        else:
+            text = json.dumps(value, ensure_ascii=False)
+        raw = f'{{"s":"{cursor.sort.value}","v":{text},"i":{int(cursor.id)}}}'
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode("ascii")
 
 
 def decode_cursor(text: str, sort: Sort) -> Cursor:

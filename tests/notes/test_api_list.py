@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import json
 from typing import Any
 
 import httpx
@@ -17,7 +19,7 @@ from sqlalchemy.engine import Dialect
 import aiodatabases
 from notes import repository
 from notes.errors import BadRequestError
-from notes.pagination import Sort
+from notes.pagination import Cursor, Sort, decode_cursor, encode_cursor
 from notes.repository import ListQuery, NotesRepository
 from notes.schemas import NotePage
 
@@ -311,3 +313,30 @@ async def test_a_page_is_written_exactly_as_its_model_writes_it(client: httpx.As
         assert response.content == page.model_dump_json().encode()
         assert all(note.created_at.utcoffset() == dt.timedelta(0) for note in page.items)
     assert [note.tags for note in page.items] == [["x"], ["b", "a"], []]
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        Cursor(Sort.RELEVANCE, offset=40),
+        Cursor(Sort.CREATED_AT_DESC, dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC), 7),
+        Cursor(Sort.UPDATED_AT, dt.datetime(2026, 1, 2, tzinfo=dt.UTC), 2**62),
+        Cursor(Sort.TITLE, 'héllo "q" \\ \x01 ✓ 𝄞', 9),
+        Cursor(Sort.TITLE_DESC, "", 1),
+    ],
+)
+def test_a_cursor_is_base64url_of_its_compact_json(cursor: Cursor) -> None:
+    """The cursor's text is base64url (unpadded) of compact JSON, and reads back the same."""
+    text = encode_cursor(cursor)
+    data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    expected: dict[str, Any] = {"s": cursor.sort.value}
+    if cursor.sort is Sort.RELEVANCE:
+        expected["o"] = cursor.offset
+    else:
+        value = cursor.value
+        expected |= {"v": value.isoformat() if isinstance(value, dt.datetime) else value}
+        expected["i"] = cursor.id
+    assert data == expected
+    compact = json.dumps(expected, separators=(",", ":"), ensure_ascii=False).encode()
+    assert text == base64.urlsafe_b64encode(compact).rstrip(b"=").decode()
+    assert decode_cursor(text, cursor.sort) == cursor
