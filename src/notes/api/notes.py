@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response, status
+from fastapi import APIRouter, Header, Path, Request, Response, status
 from pydantic import BaseModel, Field
 
 from ..deps import Repository
@@ -148,6 +148,8 @@ class ListParams(BaseModel):
     )
 
 
+#: Called by the route itself rather than declared as a dependency: FastAPI's resolution of
+#: a dependency costs more than the validation it would wrap.
 _list_params = QueryModel(ListParams)
 
 
@@ -167,9 +169,9 @@ _list_params = QueryModel(ListParams)
 async def list_notes(
     request: Request,
     repository: Repository,
-    params: Annotated[ListParams, Depends(_list_params)],
 ) -> Response:
     """Return a page of notes and the cursor of the next one (keyset pagination)."""
+    params = await _list_params(request)
     q = params.q
     page = await repository.list_fields(
         ListQuery(
@@ -195,7 +197,8 @@ async def list_notes(
             kept.append(("offset", str(next_offset)))
         else:
             kept.append(("cursor", next_cursor))
-        following = request.url.replace(query=urlencode(kept))
+        # This URL's query is replaced (its path cannot hold a "?": the route matched it).
+        following = f"{str(request.url).partition('?')[0]}?{urlencode(kept)}"
         headers["Link"] = f'<{following}>; rel="next"'
     # The JSON of the NotePage (response_model, for the documentation), written directly.
     return Response(NOTE_PAGE_JSON.dump_json(page), media_type="application/json", headers=headers)
