@@ -296,6 +296,27 @@ async def test_logout_ends_the_session_of_the_token(anonymous: httpx.AsyncClient
     assert (await anonymous.get("/api/users/me", headers=bearer(other))).status_code == 200
 
 
+@pytest.mark.parametrize("tags", [[], ["a", "b"]], ids=["without-tags", "with-tags"])
+async def test_a_note_is_not_created_in_an_ended_session(
+    anonymous: httpx.AsyncClient, database: aiodatabases.Database, tags: list[str]
+) -> None:
+    """The session is checked in the create's own statement: after logout, a create with the
+    session's (unexpired) token is 401 and writes neither the note nor its tags."""
+    await register(anonymous)
+    pair = await tokens_of(anonymous)
+    note = {"title": "kept", "tags": tags}
+    assert (await anonymous.post("/api/notes", json=note, headers=bearer(pair))).status_code == 201
+    assert (await anonymous.post("/api/auth/logout", headers=bearer(pair))).status_code == 204
+    refused = await anonymous.post(
+        "/api/notes", json={"title": "lost", "tags": tags}, headers=bearer(pair)
+    )
+    assert_problem(refused, 401)
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    titles = await database.fetch_all(sa.text("SELECT title FROM notes"))
+    assert [row[0] for row in titles] == ["kept"]
+    assert await database.fetch_val(sa.text("SELECT COUNT(*) FROM note_tags")) == len(tags)
+
+
 async def test_password_change_needs_the_current_one_and_ends_other_sessions(
     anonymous: httpx.AsyncClient,
 ) -> None:
