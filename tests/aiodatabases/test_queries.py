@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 import sqlalchemy
@@ -11,6 +12,8 @@ from sqlalchemy.schema import CreateTable, DropTable
 
 import aiodatabases
 from aiodatabases import Database
+from aiodatabases._compiler import Compiler
+from aiodatabases.backends.sqlite import SQLiteDialect
 
 from .tables import defaults, notes
 
@@ -161,6 +164,84 @@ async def test_core_insert_values_act_like_values_call(database: Database) -> No
     row = await database.fetch_one(notes.select())
     assert row is not None
     assert dict(row) == {"id": 5, "text": "hello", "completed": True}
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: notes.insert().values(text="a", completed=True),
+        lambda: notes.insert().values(completed=False, text="b"),
+        lambda: notes.insert().values({notes.c.text: "c", notes.c.completed: True}),
+        lambda: notes.insert().values(text="d").values(completed=False),
+        lambda: defaults.insert().values(scalar="e"),
+    ],
+    ids=["in-order", "reordered", "column-keys", "values-twice", "python-defaults"],
+)
+def test_a_plain_insert_binds_its_literals_in_sqlalchemys_order(build: Any) -> None:
+    """``insert().values(...)`` skips SQLAlchemy's cache key and binds the statement's own
+    literals: in the order of that key, so they fill the SQL compiled for another such insert."""
+    compiler = Compiler(SQLiteDialect(paramstyle="qmark"))
+    first, second = build(), build()
+    plain = compiler._plain_insert(first, False)
+    assert plain is not None
+    entry, compiled, extracted, _ = plain
+    assert extracted == list(first._generate_cache_key().bindparams)
+    again = compiler._plain_insert(second, False)
+    assert again is not None
+    assert again[0] is entry
+    sql, args = compiler.core_args(entry, compiled, again[2], None)
+    expected = second.compile(dialect=compiler.dialect)
+    assert sql == expected.string
+    if second.table is not defaults:  # (a generated default differs from call to call)
+        assert args == [expected.params[name] for name in expected.positiontup or ()]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        notes.insert().values(text="x", completed=True).returning(notes.c.id),
+        notes.insert().values(text="x", completed=True).prefix_with("OR IGNORE"),
+        notes.insert().values(text=sqlalchemy.literal("x", sqlalchemy.String), completed=True),
+        notes.insert().values(text=func.lower("X"), completed=True),
+        notes.insert().values(text=bindparam("given"), completed=True),
+        notes.insert().values(text="x", completed=True).inline(),
+        notes.insert(),
+        notes.insert().from_select(["text", "completed"], select(notes.c.text, notes.c.completed)),
+    ],
+    ids=[
+        "returning",
+        "prefix",
+        "typed-literal",
+        "sql-expression",
+        "named-bindparam",
+        "inline",
+        "no-values",
+        "from-select",
+    ],
+)
+def test_any_other_insert_takes_sqlalchemys_cache_key(statement: Any) -> None:
+    compiler = Compiler(SQLiteDialect(paramstyle="qmark"))
+    assert compiler._plain_insert(statement, False) is None
+
+
+async def test_plain_inserts_of_different_columns_write_what_each_names(database: Database) -> None:
+    """Inserts built afresh with different columns, orders and values each write their own."""
+    await database.execute(notes.insert().values(id=1, text="one", completed=True))
+    await database.execute(notes.insert().values(completed=False, text="two", id=2))
+    await database.execute(notes.insert().values(text="three", id=3, completed=True))
+    await database.execute(notes.insert().values(id=4, text="four", completed=False))
+    rows = await database.fetch_all(notes.select().order_by(notes.c.id))
+    assert [tuple(row.values()) for row in rows] == [
+        (1, "one", True),
+        (2, "two", False),
+        (3, "three", True),
+        (4, "four", False),
+    ]
+    generated = await database.execute(defaults.insert().values(scalar="given"))
+    row = await database.fetch_one(defaults.select().where(defaults.c.id == generated))
+    assert row is not None
+    assert row["scalar"] == "given"
+    assert row["generated"]
 
 
 async def test_core_update_values_change_only_the_given_columns(database: Database) -> None:

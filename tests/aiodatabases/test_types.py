@@ -226,3 +226,18 @@ async def test_labelled_typed_column_is_converted(database: Database) -> None:
     assert row is not None
     assert row.pi == Decimal("3.1416")
     assert isinstance(row.pi, Decimal)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+async def test_every_type_round_trips_through_insert_values(
+    database: Database, case: tuple[str, Any, Any]
+) -> None:
+    """``table.insert().values(column=value)``, built afresh per call as databases users do,
+    binds each type as ``execute(table.insert(), values)`` does."""
+    column, written, expected = case
+    await database.execute(kitchen_sink.insert().values(id=1, **{column: written}))
+    await database.execute(kitchen_sink.insert().values(**{column: written, "id": 2}))
+    query = select(kitchen_sink.c[column]).order_by(kitchen_sink.c.id)
+    got = [row[0] for row in await database.fetch_all(query)]
+    for value in got:
+        assert _mismatch(value, expected) is None, _mismatch(value, expected)
