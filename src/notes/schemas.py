@@ -246,7 +246,8 @@ class NotePage(BaseModel):
 
 
 class NoteFields(TypedDict):
-    """The fields of a ``Note``, as the repository reads them, in the same order."""
+    """The fields of a ``Note``, as the repository reads them, in the same order (kept field
+    for field equal to ``Note``; a test compares the two)."""
 
     id: int
     title: str

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import typing
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from notes import repository
 from notes.errors import BadRequestError
 from notes.pagination import Cursor, Sort, decode_cursor, encode_cursor
 from notes.repository import ListQuery, NotesRepository
-from notes.schemas import NotePage
+from notes.schemas import Note, NoteFields, NotePage, NotePageFields
 
 from .helpers import assert_problem, create_note
 
@@ -340,3 +341,12 @@ def test_a_cursor_is_base64url_of_its_compact_json(cursor: Cursor) -> None:
     compact = json.dumps(expected, separators=(",", ":"), ensure_ascii=False).encode()
     assert text == base64.urlsafe_b64encode(compact).rstrip(b"=").decode()
     assert decode_cursor(text, cursor.sort) == cursor
+
+
+def test_the_fields_of_a_note_are_those_of_the_model() -> None:
+    """NOTE_PAGE_JSON writes NoteFields as the JSON of a NotePage: same fields, order, types."""
+    fields = typing.get_type_hints(NoteFields)
+    assert list(fields) == list(Note.model_fields)
+    for name, field in Note.model_fields.items():
+        assert fields[name] == field.annotation, name
+    assert list(typing.get_type_hints(NotePageFields)) == list(NotePage.model_fields)
