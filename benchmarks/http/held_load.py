@@ -346,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         # few logins at once use both cores.
         with ThreadPoolExecutor(max_workers=4) as pool:
             clients = list(pool.map(setup, range(args.clients)))
+        common.analyze(url)  # planner statistics of the seeded tables, as autovacuum keeps them
         common.log(
             f"{args.clients} clients ready ({'with tokens' if auth else 'no auth routes'}), "
             f"{args.clients * args.notes_per_client} notes seeded in "
