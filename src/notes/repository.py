@@ -7,12 +7,14 @@ criterion that restricts notes to an owner, and every call binds it through
 ``NotesRepository._bind()``, the one place that names the owner; every new note is theirs.
 Another owner's note does not exist, as far as a repository can tell. A repository of a login
 session answers only while that session is live: a read checks it in its own statement (one
-round trip for both), a write checks it first.
+round trip for both), and so does a create on SQLite and PostgreSQL; other writes check it
+first.
 
 Statements are built once, with ``bindparam()`` slots for the values of a call, and reused: a
 statement object keeps its SQLAlchemy cache key, so the database finds its compiled form at
 once, where a statement built on every call costs more to build and key than to run. Listings
-come in many shapes (sort, filters, cursor, search); each shape is built on first use and kept.
+come in many shapes (sort, filters, cursor, search, page size); each shape is built on first
+use and kept.
 """
 
 from __future__ import annotations
