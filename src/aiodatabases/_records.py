@@ -18,6 +18,7 @@ from sqlalchemy.engine.interfaces import Dialect
 __all__ = [
     "Record",
     "ResultMeta",
+    "as_utc",
     "bool_to_bool",
     "bool_to_int",
     "convert_rows",
@@ -133,14 +134,16 @@ def _py_str_to_datetime(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+def as_utc(value: datetime) -> datetime:
+    """A stored datetime as an aware one in UTC: naive is read as UTC, aware is converted."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
 def _py_str_to_utc_datetime(value: str | None) -> datetime | None:
     """Naive text is read as UTC; text with an offset is converted to UTC."""
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return None if value is None else as_utc(datetime.fromisoformat(value))
 
 
 if TYPE_CHECKING:  # noqa: SIM114  # kept apart so mypy reads only the typed branch

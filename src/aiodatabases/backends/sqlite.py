@@ -37,7 +37,14 @@ from sqlalchemy.sql import sqltypes
 from .. import exceptions
 from .._compiler import CompiledQuery, Compiler, Kind, Query
 from .._pool import Pool
-from .._records import Record, ResultMeta, bool_to_int, sqlite_datetime, str_to_utc_datetime
+from .._records import (
+    Record,
+    ResultMeta,
+    as_utc,
+    bool_to_int,
+    sqlite_datetime,
+    str_to_utc_datetime,
+)
 from .._url import DatabaseURL
 from ._errors import combined_error
 from ._options import OptionReader
@@ -101,11 +108,7 @@ class _DateTime(sqlite_base.DATETIME):
 
         def from_utc(value: Any) -> Any:
             value = process(value) if process is not None else value
-            if isinstance(value, datetime):
-                if value.tzinfo is not None:
-                    return value.astimezone(UTC)
-                return value.replace(tzinfo=UTC)
-            return value
+            return as_utc(value) if isinstance(value, datetime) else value
 
         return from_utc
 

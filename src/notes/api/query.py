@@ -10,7 +10,6 @@ parameters in the OpenAPI document, which the route declares through ``openapi_e
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
@@ -39,12 +38,12 @@ class QueryModel(Generic[M]):
 
     def __init__(self, model: type[M]) -> None:
         self._model = model
-        properties = model.model_json_schema()["properties"]
+        schema = model.model_json_schema()
         self._repeated = frozenset(
-            name for name, prop in properties.items() if "array" in _types(prop)
+            name for name, prop in schema["properties"].items() if "array" in _types(prop)
         )
         #: The route's ``openapi_extra``: the model's fields as query parameters.
-        self.openapi: dict[str, Any] = {"parameters": list(_parameters(model))}
+        self.openapi: dict[str, Any] = {"parameters": list(_parameters(schema))}
 
     async def __call__(self, request: Request) -> M:
         """Return the validated query of ``request``.
@@ -89,14 +88,14 @@ def _inline(schema: Any, definitions: dict[str, Any]) -> Any:
     return schema
 
 
-def _parameters(model: type[BaseModel]) -> Iterable[dict[str, Any]]:
-    """The OpenAPI query parameters of the model's fields, as FastAPI writes them: an
-    optional value's schema is that of its value (``null`` is written as leaving it out)."""
-    schema = model.model_json_schema()
+def _parameters(schema: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """The OpenAPI query parameters of a model's fields (its JSON schema), as FastAPI writes
+    them: an optional value's schema is that of its value (``null`` is written as leaving it
+    out). ``_inline`` builds new dicts, so the schema itself is not changed."""
     definitions = schema.get("$defs", {})
     required = set(schema.get("required", ()))
     for name, prop in schema["properties"].items():
-        prop = _inline(copy.deepcopy(prop), definitions)
+        prop = _inline(prop, definitions)
         branches = [branch for branch in prop.pop("anyOf", ()) if branch != {"type": "null"}]
         if len(branches) == 1:
             prop = branches[0] | prop
