@@ -273,3 +273,119 @@ async def test_aware_datetime_column_reads_naive_text_as_utc_and_offsets_as_the_
     ten_utc = dt.datetime(2024, 5, 6, 10, 0, tzinfo=dt.UTC)
     assert got == {1: ten_utc.replace(microsecond=250_000), 2: ten_utc, 3: ten_utc, 4: None}
     assert all(value.tzinfo is dt.UTC for value in got.values() if value is not None)
+
+
+def _wal_frames(path: str) -> int:
+    """Frames in the WAL of ``path``, from the size of its file (a checkpoint to read the
+    count would copy them)."""
+    try:
+        size = Path(path + "-wal").stat().st_size
+    except FileNotFoundError:
+        return 0
+    return max(size - 32, 0) // (4096 + 24)
+
+
+async def _checkpoint_idle(database: Database) -> None:
+    """Wait until no background checkpoint of ``database`` is running."""
+    checkpointer = database._backend._checkpointer  # type: ignore[attr-defined]
+    while checkpointer._task is not None:
+        await asyncio.sleep(0.01)
+
+
+async def test_wal_checkpoints_run_on_a_worker_thread_and_keep_the_wal_bounded(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints run on their own connection, opened on a worker thread; SQLite's own (in a
+    commit, on the loop) stays armed at ten times the threshold only as a safety net; under
+    steady writes the WAL stays near the threshold instead of growing."""
+    threads: list[threading.Thread] = []
+    async with Database(sqlite_url, wal_autocheckpoint=40) as database:
+        await database.execute("CREATE TABLE pages (id INTEGER PRIMARY KEY, body TEXT)")
+        assert await database.fetch_val("PRAGMA wal_autocheckpoint") == 400
+        backend = database._backend  # type: ignore[attr-defined]
+        connect_raw = backend._connect_raw
+
+        def recording() -> sqlite3.Connection:
+            threads.append(threading.current_thread())
+            return connect_raw()
+
+        monkeypatch.setattr(backend, "_connect_raw", recording)
+        for n in range(600):  # each row fills a page of its own
+            await database.execute("INSERT INTO pages (body) VALUES (:b)", {"b": f"{n:05}" * 800})
+            # A service waits for requests between writes; a checkpoint's fsync needs the time.
+            await asyncio.sleep(0.001)
+        # The file keeps its largest size: no write found SQLite's own threshold crossed.
+        assert _wal_frames(_path_of(sqlite_url)) < 400
+        await _checkpoint_idle(database)
+        assert threads and threading.main_thread() not in threads
+        assert await database.fetch_val("SELECT count(*) FROM pages") == 600
+    # The last connection to close copied the WAL back and removed it.
+    assert not Path(_path_of(sqlite_url) + "-wal").exists()
+    with sqlite3.connect(_path_of(sqlite_url)) as reader:
+        assert reader.execute("SELECT count(*) FROM pages").fetchone() == (600,)
+
+
+async def test_concurrent_writers_and_readers_lose_nothing_to_background_checkpoints(
+    sqlite_url: str,
+) -> None:
+    """Sixteen tasks writing and reading while checkpoints run every few writes: every row is
+    there afterwards and the database passes SQLite's integrity check."""
+    async with Database(sqlite_url, wal_autocheckpoint=8, max_size=4) as database:
+        await database.execute("CREATE TABLE pages (id INTEGER PRIMARY KEY, body TEXT)")
+
+        async def writer(task: int) -> None:
+            for n in range(100):
+                await database.execute(
+                    "INSERT INTO pages (id, body) VALUES (:id, :b)",
+                    {"id": task * 1000 + n, "b": "x" * 3000},
+                )
+                assert await database.fetch_val(
+                    "SELECT count(*) FROM pages WHERE id = :id", {"id": task * 1000 + n}
+                ) == 1
+
+        await asyncio.gather(*(writer(task) for task in range(16)))
+        await _checkpoint_idle(database)
+    with sqlite3.connect(_path_of(sqlite_url)) as reader:
+        assert reader.execute("SELECT count(*) FROM pages").fetchone() == (1600,)
+        assert reader.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_wal_autocheckpoint_zero_turns_checkpoints_off(sqlite_url: str) -> None:
+    """wal_autocheckpoint=0: neither SQLite nor the library checkpoints; the WAL keeps every
+    write until the database is closed."""
+    async with Database(sqlite_url, wal_autocheckpoint=0) as database:
+        assert database._backend._checkpointer is None  # type: ignore[attr-defined]
+        assert await database.fetch_val("PRAGMA wal_autocheckpoint") == 0
+        await database.execute("CREATE TABLE pages (id INTEGER PRIMARY KEY, body TEXT)")
+        for _ in range(300):
+            await database.execute("INSERT INTO pages (body) VALUES (:b)", {"b": "y" * 3000})
+        assert _wal_frames(_path_of(sqlite_url)) >= 300
+
+
+async def test_a_failing_background_checkpoint_is_logged_and_writes_go_on(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If the checkpoint connection cannot be opened, a warning says so once, writes keep
+    succeeding, and SQLite's own checkpoint (the safety net) bounds the WAL."""
+    async with Database(sqlite_url, wal_autocheckpoint=10) as database:
+        await database.execute("CREATE TABLE pages (id INTEGER PRIMARY KEY, body TEXT)")
+        backend = database._backend  # type: ignore[attr-defined]
+
+        def broken() -> sqlite3.Connection:
+            raise sqlite3.OperationalError("unable to open database file")
+
+        monkeypatch.setattr(backend, "_connect_raw", broken)
+        for _ in range(400):
+            await database.execute("INSERT INTO pages (body) VALUES (:b)", {"b": "z" * 3000})
+            await _checkpoint_idle(database)
+        assert _wal_frames(_path_of(sqlite_url)) <= 100 + 5
+        assert await database.fetch_val("SELECT count(*) FROM pages") == 400
+    failures = [r for r in caplog.records if "background WAL checkpoint failed" in r.message]
+    assert len(failures) == 1
+
+
+@pytest.mark.parametrize("value", ["-1", "many"])
+def test_wal_autocheckpoint_must_be_a_page_count(sqlite_url: str, value: str) -> None:
+    """A negative or non-numeric wal_autocheckpoint is refused when the Database is made."""
+    with pytest.raises(aiodatabases.ConfigurationError, match="wal_autocheckpoint"):
+        Database(f"{sqlite_url}?wal_autocheckpoint={value}")

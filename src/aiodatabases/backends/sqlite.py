@@ -15,6 +15,10 @@ a worker thread from the start.
 Writers are serialized inside the process by an asyncio lock, and transactions start with
 ``BEGIN IMMEDIATE``, so concurrent read-then-write transactions queue instead of failing with
 "database is locked". Waiting for another process's lock happens on a worker thread.
+
+WAL checkpoints (copying the log back into the database file, with an fsync) run on a worker
+thread too (``_Checkpointer``), not inside whichever commit crosses SQLite's threshold: that
+commit would otherwise hold the loop for the whole copy.
 """
 
 from __future__ import annotations
@@ -68,6 +72,10 @@ _SLOW_RUNS = 16
 # VM instructions between two calls of the progress handler.
 _PROGRESS_STEPS = 5_000
 _ITERATE_BATCH = 256
+
+# SQLite's own checkpoint is left armed at this multiple of the threshold, as a safety net
+# should the background checkpoints fail or fall behind.
+_CHECKPOINT_NET = 10
 
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
@@ -608,6 +616,99 @@ def _consume(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+class _Checkpointer:
+    """Runs the WAL checkpoints of a file database on a worker thread, on its own connection.
+
+    SQLite checkpoints inside the commit that finds the WAL over ``wal_autocheckpoint`` pages;
+    on the loop, that commit holds every task for the copy and its fsync. Here the pool's
+    connections leave that to this class (their own threshold stays armed, ten times higher, as
+    a safety net) and every write ends with ``wrote()``. After enough writes a checkpoint runs
+    in two ``PASSIVE`` passes on a worker thread: the first copies the bulk of the WAL while
+    writers go on; the second, holding the process's writer lock, copies what they added
+    meanwhile, so that the WAL is copied whole and the next write starts it over from the
+    beginning instead of growing it. Only writers wait, and only for the second pass; the loop
+    goes on serving everything else. The number of writes between two checkpoints adapts to
+    the WAL frames a write has been adding, so that a checkpoint finds about ``pages`` frames.
+    """
+
+    def __init__(self, backend: SQLiteBackend, pages: int) -> None:
+        self._backend = backend
+        self._pages = pages
+        self._every = max(pages // 8, 1)  # writes between checkpoints, until measured
+        self._writes = 0
+        self._raw: sqlite3.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failed = False
+
+    def wrote(self) -> None:
+        """Count one write; start a checkpoint when enough have been made."""
+        self._writes += 1
+        if self._writes >= self._every and self._task is None and not self._failed:
+            loop = self._backend._loop or asyncio.get_running_loop()
+            self._task = loop.create_task(self._checkpoint(self._writes))
+
+    async def _checkpoint(self, writes: int) -> None:
+        # ``writes``: made since the WAL last started over, which wrote its ``frames``.
+        lock = self._backend._write_lock
+        try:
+            frames = await self._pass()
+            if frames > 0:
+                await lock.acquire()
+                try:
+                    await self._pass()
+                finally:
+                    # The next write starts the WAL over: count from here.
+                    self._writes = 0
+                    lock.release()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # SQLite's own checkpoint (the safety net) keeps the WAL bounded from now on.
+            self._failed = True
+            logger.warning(
+                "background WAL checkpoint failed; from now on SQLite checkpoints in commits, "
+                "at %d pages",
+                self._pages * _CHECKPOINT_NET,
+                exc_info=exc,
+            )
+            return
+        finally:
+            self._task = None
+        if frames < 0:
+            self._failed = True  # not a WAL database: nothing to do
+        elif frames > 0:
+            per_write = frames / writes
+            self._every = min(max(int(self._pages / per_write), 1), 100_000)
+
+    async def _pass(self) -> int:
+        """Run one PASSIVE checkpoint on a worker thread; return the WAL's frames (-1: no WAL)."""
+        backend = self._backend
+
+        def run() -> int:
+            if self._raw is None:
+                self._raw = backend._connect_raw()
+            row = self._raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(row[1])
+
+        future = asyncio.get_running_loop().run_in_executor(backend.executor, run)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The thread cannot be stopped: let it finish before the connection may be closed.
+            await asyncio.wait([future])
+            raise
+
+    async def close(self) -> None:
+        """Stop checkpointing: end a running checkpoint, then close the connection."""
+        task = self._task
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.close()
+
+
 class SQLiteBackend(Backend):
     """SQLite through the stdlib driver; one per ``Database``.
 
@@ -615,7 +716,8 @@ class SQLiteBackend(Backend):
     only; memory databases use one connection), ``pool_timeout`` (seconds, default 30),
     ``command_timeout`` (seconds, default none), ``timeout`` (seconds to wait for another
     process's lock, default 5), ``synchronous`` (``normal`` by default with WAL), ``journal_mode``
-    (``wal`` by default for files), ``foreign_keys``, ``uri``, ``cached_statements``,
+    (``wal`` by default for files), ``wal_autocheckpoint`` (pages, default 1000; WAL checkpoints
+    run on a worker thread, 0 turns them off), ``foreign_keys``, ``uri``, ``cached_statements``,
     ``detect_types``, ``check_same_thread`` (accepted; connections are always usable from the
     worker threads).
     """
@@ -676,9 +778,15 @@ class SQLiteBackend(Backend):
                 raise exceptions.ConfigurationError(
                     f"min_size={min_size} is larger than max_size={max_size}"
                 )
+        self._checkpoint_pages = reader.int("wal_autocheckpoint", 1000, minimum=0)
         reader.reject_unknown()
+        self._checkpointer = (
+            _Checkpointer(self, self._checkpoint_pages)
+            if self._journal_mode == "wal" and not self.memory and self._checkpoint_pages
+            else None
+        )
         self.executor = ThreadPoolExecutor(
-            max_workers=max_size + 1, thread_name_prefix="aiodatabases-sqlite"
+            max_workers=max_size + 2, thread_name_prefix="aiodatabases-sqlite"
         )
         self._pool: Pool[SQLiteConnection] = Pool(
             self._open,
@@ -694,8 +802,8 @@ class SQLiteBackend(Backend):
 
     # -- connections ----------------------------------------------------------------------------
 
-    def _connect_sync(self) -> sqlite3.Connection:
-        raw = sqlite3.connect(
+    def _connect_raw(self) -> sqlite3.Connection:
+        return sqlite3.connect(
             self._target,
             timeout=self.busy_timeout,
             isolation_level=None,
@@ -704,9 +812,16 @@ class SQLiteBackend(Backend):
             cached_statements=self._cached_statements,
             detect_types=self._detect_types,
         )
+
+    def _connect_sync(self) -> sqlite3.Connection:
+        raw = self._connect_raw()
         try:
             if not self.memory:
                 raw.execute(f"PRAGMA journal_mode = {self._journal_mode}")
+                pages = self._checkpoint_pages
+                if self._checkpointer is not None:
+                    pages *= _CHECKPOINT_NET
+                raw.execute(f"PRAGMA wal_autocheckpoint = {pages}")
             raw.execute(f"PRAGMA synchronous = {self._synchronous}")
             if self._foreign_keys:
                 raw.execute("PRAGMA foreign_keys = ON")
@@ -735,8 +850,12 @@ class SQLiteBackend(Backend):
 
     async def disconnect(self) -> None:
         """Close every connection."""
-        await self._pool.close()
-        self.executor.shutdown(wait=False)
+        try:
+            await self._pool.close()
+        finally:
+            if self._checkpointer is not None:
+                await self._checkpointer.close()
+            self.executor.shutdown(wait=False)
 
     def acquire_nowait(self) -> SQLiteConnection | None:
         """Return an idle connection, or ``None``."""
@@ -786,8 +905,10 @@ class SQLiteBackend(Backend):
             ) from None
 
     def unlock_writes(self) -> None:
-        """Release the writer lock."""
+        """Release the writer lock (a write has ended)."""
         self._write_lock.release()
+        if self._checkpointer is not None:
+            self._checkpointer.wrote()
 
     def burst_expired(self) -> bool:
         """Whether this loop has run statements back to back for too long without yielding."""
@@ -817,4 +938,5 @@ _LIBRARY_OPTIONS = {
     "detect_types",
     "check_same_thread",
     "uri",
+    "wal_autocheckpoint",
 }
