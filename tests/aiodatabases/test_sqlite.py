@@ -339,9 +339,12 @@ async def test_concurrent_writers_and_readers_lose_nothing_to_background_checkpo
                     "INSERT INTO pages (id, body) VALUES (:id, :b)",
                     {"id": task * 1000 + n, "b": "x" * 3000},
                 )
-                assert await database.fetch_val(
-                    "SELECT count(*) FROM pages WHERE id = :id", {"id": task * 1000 + n}
-                ) == 1
+                assert (
+                    await database.fetch_val(
+                        "SELECT count(*) FROM pages WHERE id = :id", {"id": task * 1000 + n}
+                    )
+                    == 1
+                )
 
         await asyncio.gather(*(writer(task) for task in range(16)))
         await _checkpoint_idle(database)
