@@ -17,6 +17,7 @@ from sqlalchemy.schema import CreateTable
 
 import aiodatabases
 from aiodatabases import Database
+from aiodatabases.backends.sqlite import SQLiteBackend
 
 from .helpers import count_rows
 from .tables import kitchen_sink, notes, users
@@ -277,7 +278,7 @@ async def test_aware_datetime_column_reads_naive_text_as_utc_and_offsets_as_the_
 
 def _wal_frames(path: str) -> int:
     """Frames in the WAL of ``path``, from the size of its file (a checkpoint to read the
-    count would copy them)."""
+    count would copy them); 0 when there is no WAL file."""
     try:
         size = Path(path + "-wal").stat().st_size
     except FileNotFoundError:
@@ -285,11 +286,19 @@ def _wal_frames(path: str) -> int:
     return max(size - 32, 0) // (4096 + 24)
 
 
+def _sqlite_backend(database: Database) -> SQLiteBackend:
+    backend = database._backend
+    assert isinstance(backend, SQLiteBackend)
+    return backend
+
+
 async def _checkpoint_idle(database: Database) -> None:
     """Wait until no background checkpoint of ``database`` is running."""
-    checkpointer = database._backend._checkpointer  # type: ignore[attr-defined]
-    while checkpointer._task is not None:
-        await asyncio.sleep(0.01)
+    checkpointer = _sqlite_backend(database)._checkpointer
+    assert checkpointer is not None
+    task = checkpointer._task
+    if task is not None:
+        await asyncio.wait([task])
 
 
 async def test_wal_checkpoints_run_on_a_worker_thread_and_keep_the_wal_bounded(
@@ -302,7 +311,7 @@ async def test_wal_checkpoints_run_on_a_worker_thread_and_keep_the_wal_bounded(
     async with Database(sqlite_url, wal_autocheckpoint=40) as database:
         await database.execute("CREATE TABLE pages (id INTEGER PRIMARY KEY, body TEXT)")
         assert await database.fetch_val("PRAGMA wal_autocheckpoint") == 400
-        backend = database._backend  # type: ignore[attr-defined]
+        backend = _sqlite_backend(database)
         connect_raw = backend._connect_raw
 
         def recording() -> sqlite3.Connection:
@@ -317,10 +326,11 @@ async def test_wal_checkpoints_run_on_a_worker_thread_and_keep_the_wal_bounded(
         # The file keeps its largest size: no write found SQLite's own threshold crossed.
         assert _wal_frames(_path_of(sqlite_url)) < 400
         await _checkpoint_idle(database)
-        assert threads and threading.main_thread() not in threads
+        assert threads
+        assert threading.main_thread() not in threads
         assert await database.fetch_val("SELECT count(*) FROM pages") == 600
     # The last connection to close copied the WAL back and removed it.
-    assert not Path(_path_of(sqlite_url) + "-wal").exists()
+    assert _wal_frames(_path_of(sqlite_url)) == 0
     with sqlite3.connect(_path_of(sqlite_url)) as reader:
         assert reader.execute("SELECT count(*) FROM pages").fetchone() == (600,)
 
@@ -357,7 +367,7 @@ async def test_wal_autocheckpoint_zero_turns_checkpoints_off(sqlite_url: str) ->
     """wal_autocheckpoint=0: neither SQLite nor the library checkpoints; the WAL keeps every
     write until the database is closed."""
     async with Database(sqlite_url, wal_autocheckpoint=0) as database:
-        assert database._backend._checkpointer is None  # type: ignore[attr-defined]
+        assert _sqlite_backend(database)._checkpointer is None
         assert await database.fetch_val("PRAGMA wal_autocheckpoint") == 0
         await database.execute("CREATE TABLE pages (id INTEGER PRIMARY KEY, body TEXT)")
         for _ in range(300):
@@ -372,7 +382,7 @@ async def test_a_failing_background_checkpoint_is_logged_and_writes_go_on(
     succeeding, and SQLite's own checkpoint (the safety net) bounds the WAL."""
     async with Database(sqlite_url, wal_autocheckpoint=10) as database:
         await database.execute("CREATE TABLE pages (id INTEGER PRIMARY KEY, body TEXT)")
-        backend = database._backend  # type: ignore[attr-defined]
+        backend = _sqlite_backend(database)
 
         def broken() -> sqlite3.Connection:
             raise sqlite3.OperationalError("unable to open database file")
