@@ -222,7 +222,7 @@ class NotesRepository:
 
     async def list_fields(self, query: ListQuery) -> NotePageFields:
         """Return the fields of ``list_page``'s page, without building models of them: for
-        callers that only write them out (``NOTE_PAGE_JSON``).
+        callers that only write them out (``schemas.note_page_json``).
 
         Raises:
             BadRequestError: The cursor is invalid or made for another order, both a cursor

@@ -304,6 +304,11 @@ async def test_a_page_is_written_exactly_as_its_model_writes_it(client: httpx.As
             {"title": "plain", "body": "", "tags": []},
             {"title": 'ünïcødé ✓ "quoted"', "body": "line\nbreak", "tags": ["b", "a"]},
             {"title": "done", "completed": True, "tags": ["x"]},
+            {
+                "title": "escapes \\ / \u2028 \u00e9 \U0001f389",
+                "body": "tab\t cr\r unit\x1f del\x7f <b>&amp;</b>",
+                "tags": ["中文"],
+            },
         ],
     )
     for params in ({"limit": 2}, {"limit": 2, "offset": 1}, {"limit": 10}):
@@ -313,7 +318,7 @@ async def test_a_page_is_written_exactly_as_its_model_writes_it(client: httpx.As
         page = NotePage.model_validate_json(response.content)
         assert response.content == page.model_dump_json().encode()
         assert all(note.created_at.utcoffset() == dt.timedelta(0) for note in page.items)
-    assert [note.tags for note in page.items] == [["x"], ["b", "a"], []]
+    assert [note.tags for note in page.items] == [["中文"], ["x"], ["b", "a"], []]
 
 
 @pytest.mark.parametrize(
@@ -344,7 +349,7 @@ def test_a_cursor_is_base64url_of_its_compact_json(cursor: Cursor) -> None:
 
 
 def test_the_fields_of_a_note_are_those_of_the_model() -> None:
-    """NOTE_PAGE_JSON writes NoteFields as the JSON of a NotePage: same fields, order, types."""
+    """note_page_json writes NoteFields as the JSON of a NotePage: same fields, order, types."""
     fields = typing.get_type_hints(NoteFields)
     assert list(fields) == list(Note.model_fields)
     for name, field in Note.model_fields.items():

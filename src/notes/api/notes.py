@@ -14,7 +14,6 @@ from ..pagination import Sort
 from ..repository import MAX_PAGE_SIZE, ListQuery
 from ..schemas import (
     MAX_BATCH,
-    NOTE_PAGE_JSON,
     Note,
     NoteBatch,
     NoteIn,
@@ -22,6 +21,7 @@ from ..schemas import (
     NotePatch,
     Problem,
     Tag,
+    note_page_json,
 )
 from .query import QueryModel
 
@@ -201,7 +201,7 @@ async def list_notes(
         following = f"{str(request.url).partition('?')[0]}?{urlencode(kept)}"
         headers["Link"] = f'<{following}>; rel="next"'
     # The JSON of the NotePage (response_model, for the documentation), written directly.
-    return Response(NOTE_PAGE_JSON.dump_json(page), media_type="application/json", headers=headers)
+    return Response(note_page_json(page), media_type="application/json", headers=headers)
 
 
 @router.get(
