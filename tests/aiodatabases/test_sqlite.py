@@ -17,7 +17,7 @@ from sqlalchemy.schema import CreateTable
 
 import aiodatabases
 from aiodatabases import Database
-from aiodatabases.backends.sqlite import SQLiteBackend
+from aiodatabases.backends.sqlite import SQLiteBackend, _Checkpointer
 
 from .helpers import count_rows
 from .tables import kitchen_sink, notes, users
@@ -395,6 +395,32 @@ async def test_a_failing_background_checkpoint_is_logged_and_writes_go_on(
         assert await database.fetch_val("SELECT count(*) FROM pages") == 400
     failures = [r for r in caplog.records if "background WAL checkpoint failed" in r.message]
     assert len(failures) == 1
+
+
+async def test_a_checkpoint_kept_from_running_by_another_connection_is_tried_again(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite answers a checkpoint with "busy" while another connection's runs: that is no
+    failure (the WAL is still a WAL); the next checkpoint runs after more writes."""
+    answers: list[tuple[bool, int]] = []
+    real_pass = _Checkpointer._pass
+
+    async def first_busy(self: _Checkpointer) -> tuple[bool, int]:
+        answer = (True, -1) if not answers else await real_pass(self)
+        answers.append(answer)
+        return answer
+
+    monkeypatch.setattr(_Checkpointer, "_pass", first_busy)
+    async with Database(sqlite_url, wal_autocheckpoint=16) as database:
+        await database.execute("CREATE TABLE pages (id INTEGER PRIMARY KEY, body TEXT)")
+        for _ in range(100):
+            await database.execute("INSERT INTO pages (body) VALUES (:b)", {"b": "w" * 3000})
+            await _checkpoint_idle(database)
+        checkpointer = _sqlite_backend(database)._checkpointer
+        assert checkpointer is not None
+        assert not checkpointer._failed
+    assert answers[0] == (True, -1)
+    assert any(frames > 0 for busy, frames in answers[1:] if not busy)
 
 
 @pytest.mark.parametrize("value", ["-1", "many"])

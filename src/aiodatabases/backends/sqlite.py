@@ -651,7 +651,11 @@ class _Checkpointer:
         # ``writes``: made since the WAL last started over, which wrote its ``frames``.
         lock = self._backend._write_lock
         try:
-            frames = await self._pass()
+            busy, frames = await self._pass()
+            if busy:
+                # Another connection is checkpointing: try again after more writes.
+                self._writes = 0
+                return
             if frames > 0:
                 await lock.acquire()
                 try:
@@ -680,15 +684,16 @@ class _Checkpointer:
             per_write = frames / writes
             self._every = min(max(int(self._pages / per_write), 1), 100_000)
 
-    async def _pass(self) -> int:
-        """Run one PASSIVE checkpoint on a worker thread; return the WAL's frames (-1: no WAL)."""
+    async def _pass(self) -> tuple[bool, int]:
+        """Run one PASSIVE checkpoint on a worker thread; return whether another connection's
+        checkpoint kept it from running, and the frames in the WAL (-1: not in WAL mode)."""
         backend = self._backend
 
-        def run() -> int:
+        def run() -> tuple[bool, int]:
             if self._raw is None:
                 self._raw = backend._connect_raw()
-            row = self._raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            return int(row[1])
+            busy, frames, _ = self._raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return bool(busy), int(frames)
 
         future = asyncio.get_running_loop().run_in_executor(backend.executor, run)
         try:
