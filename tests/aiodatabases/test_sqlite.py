@@ -17,7 +17,8 @@ from sqlalchemy.schema import CreateTable
 
 import aiodatabases
 from aiodatabases import Database
-from aiodatabases.backends.sqlite import SQLiteBackend, _Checkpointer
+from aiodatabases._pool import BARGE_WINDOW
+from aiodatabases.backends.sqlite import SQLiteBackend, _Checkpointer, _WriterLock
 
 from .helpers import count_rows
 from .tables import kitchen_sink, notes, users
@@ -428,3 +429,82 @@ def test_wal_autocheckpoint_must_be_a_page_count(sqlite_url: str, value: str) ->
     """A negative or non-numeric wal_autocheckpoint is refused when the Database is made."""
     with pytest.raises(aiodatabases.ConfigurationError, match="wal_autocheckpoint"):
         Database(f"{sqlite_url}?wal_autocheckpoint={value}")
+
+
+async def test_writer_lock_lets_a_running_task_take_it_while_no_waiter_is_overdue() -> None:
+    """Released with a waiter that has waited under the barge window, the lock is free for
+    whoever asks first; the waiter, woken, takes it when it is free again."""
+    lock = _WriterLock()
+    assert lock.try_acquire()
+    waiter = asyncio.create_task(lock.acquire(None))
+    await asyncio.sleep(0)
+    lock.release()
+    assert lock.try_acquire()  # a running task's next write, before the waiter runs
+    await asyncio.sleep(0)
+    assert not waiter.done()  # it ran, found the lock taken, and queued again
+    lock.release()
+    await asyncio.wait_for(waiter, 1)
+    assert lock.locked()
+    lock.release()
+    assert not lock.locked()
+
+
+async def test_writer_lock_goes_to_an_overdue_waiter_first() -> None:
+    """Once the longest waiter has waited past the barge window, a release hands the lock to
+    it, in arrival order, and running tasks wait their turn."""
+    lock = _WriterLock()
+    assert lock.try_acquire()
+    order: list[int] = []
+
+    async def write(n: int) -> None:
+        await lock.acquire(None)
+        order.append(n)
+        lock.release()
+
+    waiters = [asyncio.create_task(write(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(BARGE_WINDOW * 1.5)
+    lock.release()
+    assert lock.locked()  # handed over already
+    assert not lock.try_acquire()
+    await asyncio.wait_for(asyncio.gather(*waiters), 1)
+    assert order == [0, 1, 2]
+    assert not lock.locked()
+
+
+async def test_writer_lock_times_out_and_passes_on_what_a_cancelled_waiter_got() -> None:
+    """A wait past its timeout raises TimeoutError and leaves the queue; a waiter cancelled
+    just after the lock was handed to it passes the lock on instead of keeping it."""
+    lock = _WriterLock()
+    assert lock.try_acquire()
+    with pytest.raises(TimeoutError):
+        await lock.acquire(0.05)
+    late = asyncio.create_task(lock.acquire(None))
+    behind = asyncio.create_task(lock.acquire(None))
+    await asyncio.sleep(BARGE_WINDOW * 1.5)
+    lock.release()  # handed to `late`, which is cancelled before it runs
+    late.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await late
+    await asyncio.wait_for(behind, 1)
+    assert lock.locked()
+    lock.release()
+    assert not lock.locked()
+    assert lock.try_acquire()
+
+
+async def test_writer_lock_passes_on_a_wake_up_its_waiter_cannot_use() -> None:
+    """A waiter woken to try for the lock and cancelled before it runs wakes the next one, so
+    no waiter sleeps while the lock is free."""
+    lock = _WriterLock()
+    assert lock.try_acquire()
+    first = asyncio.create_task(lock.acquire(None))
+    second = asyncio.create_task(lock.acquire(None))
+    await asyncio.sleep(0)
+    lock.release()  # within the barge window: `first` is only woken
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(second, 1)
+    assert lock.locked()
+    lock.release()

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -40,7 +41,7 @@ from sqlalchemy.sql import sqltypes
 
 from .. import exceptions
 from .._compiler import CompiledQuery, Compiler, Kind, Query
-from .._pool import Pool
+from .._pool import BARGE_WINDOW, Pool
 from .._records import (
     Record,
     ResultMeta,
@@ -616,6 +617,100 @@ def _consume(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+class _WriterLock:
+    """The process's writer lock: held by a write outside a transaction (never across an
+    await, as it runs on the loop), by a write transaction, or by a checkpoint's last pass.
+
+    Fair within a bound, like the pool: while the longest waiter has waited less than
+    ``BARGE_WINDOW``, a released lock is free for whoever asks first, and the longest waiter is
+    woken to ask too; once it has waited longer, the lock is handed to it, first come first
+    served. ``asyncio.Lock`` hands out in arrival order only: after one long holder, every
+    write of a busy loop queued behind the waiters that had gathered, and paid a task switch,
+    so the queue never emptied while writes kept coming.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        # (future, since): a future's result is True when the lock was handed to its waiter,
+        # False when it was only woken to try.
+        self._waiters: deque[tuple[asyncio.Future[bool], float]] = deque()
+
+    def locked(self) -> bool:
+        """Whether a writer holds the lock."""
+        return self._held
+
+    def _front(self) -> tuple[asyncio.Future[bool], float] | None:
+        waiters = self._waiters
+        while waiters and waiters[0][0].done():
+            waiters.popleft()  # cancelled or timed out
+        return waiters[0] if waiters else None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free and no waiter is overdue; never waits."""
+        if self._held:
+            return False
+        front = self._front()
+        if front is not None and time.monotonic() - front[1] >= BARGE_WINDOW:
+            return False
+        self._held = True
+        return True
+
+    async def acquire(self, timeout: float | None) -> None:  # noqa: ASYNC109  # the busy timeout
+        """Take the lock, waiting up to ``timeout`` seconds (None: as long as it takes).
+
+        Raises:
+            TimeoutError: The lock did not come free in time.
+        """
+        if self.try_acquire():
+            return
+        loop = asyncio.get_running_loop()
+        since = time.monotonic()
+        deadline = None if timeout is None else loop.time() + timeout
+        first = True
+        while True:
+            waiter: asyncio.Future[bool] = loop.create_future()
+            entry = (waiter, since)
+            if first:
+                self._waiters.append(entry)
+            else:
+                self._waiters.appendleft(entry)  # woken too late: keep the place in the queue
+            first = False
+            try:
+                async with asyncio.timeout_at(deadline):
+                    handed = await waiter
+            except BaseException:
+                if not waiter.done():
+                    waiter.cancel()
+                elif not waiter.cancelled():
+                    # Handed the lock, or woken to try, just as the wait ended: pass it on.
+                    if waiter.result():
+                        self.release()
+                    elif not self._held:
+                        self._wake()
+                raise
+            if handed:
+                return
+            if not self._held:
+                self._held = True
+                return
+
+    def release(self) -> None:
+        """Free the lock: hand it to an overdue waiter, else wake the longest one to try."""
+        self._held = False
+        self._wake()
+
+    def _wake(self) -> None:
+        front = self._front()
+        if front is None:
+            return
+        self._waiters.popleft()
+        if time.monotonic() - front[1] >= BARGE_WINDOW:
+            self._held = True
+            front[0].set_result(True)
+        else:
+            front[0].set_result(False)
+
+
 class _Checkpointer:
     """Runs the WAL checkpoints of a file database on a worker thread, on its own connection.
 
@@ -657,7 +752,7 @@ class _Checkpointer:
                 self._writes = 0
                 return
             if frames > 0:
-                await lock.acquire()
+                await lock.acquire(None)
                 try:
                     await self._pass()
                 finally:
@@ -800,7 +895,7 @@ class SQLiteBackend(Backend):
             max_size=max_size,
             timeout=self.pool_timeout,
         )
-        self._write_lock = asyncio.Lock()
+        self._write_lock = _WriterLock()
         self._burst_open = False
         self._burst_start = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -897,12 +992,10 @@ class SQLiteBackend(Backend):
     async def lock_writes(self) -> None:
         """Take the process-wide writer lock, waiting up to the busy timeout."""
         lock = self._write_lock
-        if not lock.locked():
-            await lock.acquire()
+        if lock.try_acquire():
             return
         try:
-            async with asyncio.timeout(self.busy_timeout or None):
-                await lock.acquire()
+            await lock.acquire(self.busy_timeout or None)
         except TimeoutError:
             raise combined_error(exceptions.OperationalError, sqlite3.OperationalError, "SQLite")(
                 f"database is locked: another transaction held the write lock for more than "
