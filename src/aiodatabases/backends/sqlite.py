@@ -12,7 +12,7 @@ the caller's (SQLite undoes the whole aborted statement). A write inside the cal
 transaction is never aborted — SQLite would roll back the entire transaction — so it runs on
 a worker thread from the start.
 
-Writers are serialized inside the process by an asyncio lock, and transactions start with
+Writers are serialized inside the process by a lock (``_WriterLock``), and transactions start with
 ``BEGIN IMMEDIATE``, so concurrent read-then-write transactions queue instead of failing with
 "database is locked". Waiting for another process's lock happens on a worker thread.
 
@@ -696,6 +696,8 @@ class _WriterLock:
 
     def release(self) -> None:
         """Free the lock: hand it to an overdue waiter, else wake the longest one to try."""
+        if not self._held:
+            raise RuntimeError("the writer lock is not held")
         self._held = False
         self._wake()
 
