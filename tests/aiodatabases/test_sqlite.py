@@ -472,6 +472,19 @@ async def test_writer_lock_goes_to_an_overdue_waiter_first() -> None:
     assert not lock.locked()
 
 
+async def _cancel_then_the_next_gets_it(
+    lock: _WriterLock, reached: asyncio.Task[None], next_waiter: asyncio.Task[None]
+) -> None:
+    """Cancel ``reached`` (which a release has just reached); ``next_waiter`` must get the lock,
+    which is then released."""
+    reached.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reached
+    await asyncio.wait_for(next_waiter, 1)
+    assert lock.locked()
+    lock.release()
+
+
 async def test_writer_lock_times_out_and_passes_on_what_a_cancelled_waiter_got() -> None:
     """A wait past its timeout raises TimeoutError and leaves the queue; a waiter cancelled
     just after the lock was handed to it passes the lock on instead of keeping it."""
@@ -483,12 +496,7 @@ async def test_writer_lock_times_out_and_passes_on_what_a_cancelled_waiter_got()
     behind = asyncio.create_task(lock.acquire(None))
     await asyncio.sleep(BARGE_WINDOW * 1.5)
     lock.release()  # handed to `late`, which is cancelled before it runs
-    late.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await late
-    await asyncio.wait_for(behind, 1)
-    assert lock.locked()
-    lock.release()
+    await _cancel_then_the_next_gets_it(lock, late, behind)
     assert not lock.locked()
     assert lock.try_acquire()
 
@@ -502,9 +510,4 @@ async def test_writer_lock_passes_on_a_wake_up_its_waiter_cannot_use() -> None:
     second = asyncio.create_task(lock.acquire(None))
     await asyncio.sleep(0)
     lock.release()  # within the barge window: `first` is only woken
-    first.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await first
-    await asyncio.wait_for(second, 1)
-    assert lock.locked()
-    lock.release()
+    await _cancel_then_the_next_gets_it(lock, first, second)
