@@ -48,6 +48,10 @@ class Kind:
 _PLAIN_INSERT_ATTRIBUTES: Final = frozenset({"table", "_values"})
 #: Heads the cache keys of plain inserts, so that they never equal one of SQLAlchemy's.
 _PLAIN_INSERT: Final = object()
+#: Where one positional value of a Core statement comes from: the parameter's key and name,
+#: the index of the statement's literal that fills it (-1: none), whether a value is
+#: required, and the compiled parameter (see ``_bind_plan()``).
+_Source = tuple[str, str, int, bool, BindParameter[Any]]
 
 _LEADING = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*\(*\s*(\w+)", re.DOTALL)
 _WRITE_WORD = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE|UPSERT)\b", re.IGNORECASE)
@@ -104,7 +108,10 @@ class CompiledQuery:
     """
 
     __slots__ = (
+        "bind_plan",
         "bind_processors",
+        "bind_required",
+        "bind_width",
         "compiled",
         "getter",
         "kind",
@@ -135,6 +142,10 @@ class CompiledQuery:
         self.meta: ResultMeta | None = None
         self.slow = 0
         self.bind_processors: tuple[tuple[int, Processor], ...] = ()
+        # Where each positional value of a Core statement comes from (see _bind_plan()).
+        self.bind_plan: tuple[_Source, ...] | None = None
+        self.bind_required = False
+        self.bind_width = 0
         self.prefetch: tuple[Any, ...] = ()
         self.result_columns: list[Any] | None = None
         self.getter: Callable[[Mapping[str, Any]], Any] | None = None
@@ -370,6 +381,13 @@ class Compiler:
             entry.prefetch = tuple(compiled.update_prefetch)
         if compiled._result_columns:
             entry.result_columns = list(compiled._result_columns)
+        cache_key = compiled.cache_key
+        if not entry.prefetch and cache_key is not None:
+            plan = _bind_plan(compiled, entry.names)
+            if plan is not None:
+                entry.bind_plan = plan
+                entry.bind_required = any(source[3] for source in plan)
+                entry.bind_width = len(cache_key[1])
         return entry
 
     def core_args(
@@ -380,9 +398,18 @@ class Compiler:
         values: Mapping[str, Any] | None,
     ) -> tuple[str, list[Any]]:
         """Bind ``values`` (and the literals captured in the statement) for one execution."""
+        plan = entry.bind_plan
+        if plan is not None and extracted is not None and len(extracted) == entry.bind_width:
+            args = _planned_args(plan, extracted, values, entry.bind_required)
+            if args is not None:
+                for i, proc in entry.bind_processors:
+                    args[i] = proc(args[i])
+                return entry.sql, args
         try:
+            # Positional SQL: values by the parameters' own names, as entry.names and the
+            # bind processors name them (escaped names serve only named paramstyles).
             params = compiled.construct_params(
-                params=values, extracted_parameters=extracted, _check=True
+                params=values, extracted_parameters=extracted, escape_names=False, _check=True
             )
         except sqlalchemy.exc.InvalidRequestError as exc:
             raise ProgrammingError(str(exc).split("\n")[0]) from None
@@ -513,6 +540,77 @@ class Compiler:
             self._meta.put(key, meta)
         assert isinstance(meta, ResultMeta)
         return meta
+
+
+def _bind_plan(compiled: SQLCompiler, names: tuple[str, ...]) -> tuple[_Source, ...] | None:
+    """Plan the positional values of a cached Core statement, or None where it cannot be.
+
+    A statement built afresh for each call reaches a cached compilation with the values it
+    carries (its literals) in the order of its cache key. SQLAlchemy's ``construct_params()``
+    pairs them with the compiled statement's parameters through a dict built on every call,
+    then builds a dict of every value by name, which the caller turns into a list. The pairing
+    depends only on the compilation, so it is worked out here once: for each position, the
+    parameter's key and name (the caller's values may name it either way, the key first),
+    the index of the literal that fills it otherwise (-1: the compiled parameter's own value,
+    as for the columns ``values`` name in an insert or update), whether it is required, and
+    the parameter.
+
+    Only the plain case is planned: no expanding or literal-rendered parameters, no
+    parameter computed by a callable, each position filled by exactly one parameter.
+    Anything else keeps the general path.
+    """
+    match = compiled._cache_key_bind_match
+    cache_key = compiled.cache_key
+    if (
+        not names
+        or cache_key is None
+        or match is None
+        or compiled.post_compile_params
+        or compiled.literal_execute_params
+        or getattr(compiled, "_render_postcompile", False)
+        or getattr(compiled, "_collect_params", False)
+    ):
+        return None
+    by_bind, _ = match
+    literal_of: dict[BindParameter[Any], int] = {}
+    for index, original in enumerate(cache_key[1]):
+        for bind in by_bind.get(original, ()):
+            literal_of[bind] = index
+    sources: dict[str, _Source] = {}
+    for bind, name in compiled.bind_names.items():
+        if bind.callable is not None or name in sources:
+            return None  # computed, or two parameters under one name: the general path
+        sources[name] = (bind.key, name, literal_of.get(bind, -1), bool(bind.required), bind)
+    if sources.keys() != set(names):
+        return None
+    return tuple(sources[name] for name in names)
+
+
+def _planned_args(
+    plan: tuple[_Source, ...],
+    extracted: Sequence[Any],
+    values: Mapping[str, Any] | None,
+    required: bool,
+) -> list[Any] | None:
+    """The positional values of one call by ``plan``; None when one is missing (the general
+    path then raises SQLAlchemy's error about it)."""
+    if not values:
+        if required:
+            return None
+        return [
+            extracted[index].value if index >= 0 else bind.value for _, _, index, _, bind in plan
+        ]
+    args = []
+    for key, name, index, needed, bind in plan:
+        if key in values:
+            args.append(values[key])
+        elif name in values:
+            args.append(values[name])
+        elif needed:
+            return None
+        else:
+            args.append(extracted[index].value if index >= 0 else bind.value)
+    return args
 
 
 def _check_column_keys(stmt: ClauseElement, compiled: Any, column_keys: Iterable[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -222,6 +223,102 @@ def test_a_plain_insert_binds_its_literals_in_sqlalchemys_order(build: Any) -> N
 def test_any_other_insert_takes_sqlalchemys_cache_key(statement: Any) -> None:
     compiler = Compiler(SQLiteDialect(paramstyle="qmark"))
     assert compiler._plain_insert(statement, False) is None
+
+
+def _dialects() -> list[Any]:
+    """The dialect each backend compiles with (its paramstyle included)."""
+    from aiodatabases.backends import _asyncpg_types
+    from aiodatabases.backends._asyncmy_types import AsyncmyDialect
+
+    return [
+        SQLiteDialect(paramstyle="qmark"),
+        _asyncpg_types.PostgreSQLDialect(paramstyle="numeric_dollar"),  # type: ignore[no-untyped-call]
+        AsyncmyDialect(paramstyle="format"),
+    ]
+
+
+_odd = sqlalchemy.Table(
+    "odd names",
+    sqlalchemy.MetaData(),
+    sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True),
+    sqlalchemy.Column("a.b [c]", sqlalchemy.String(20)),
+    sqlalchemy.Column("when", sqlalchemy.DateTime(timezone=True)),
+    sqlalchemy.Column("payload", sqlalchemy.JSON),
+)
+_AT = dt.datetime(2026, 11, 30, 1, 2, 3, tzinfo=dt.UTC)
+
+#: (statement builder, values, whether the cached plan serves it)
+_BIND_CASES: list[tuple[Any, Any, bool]] = [
+    (lambda n: select(notes).where(notes.c.id == n), None, True),
+    (lambda n: select(notes).where(notes.c.id > n, notes.c.text != f"t{n}"), None, True),
+    (lambda n: select(notes).where(notes.c.id == bindparam("wanted")), {"wanted": 3}, True),
+    (lambda n: select(notes).where(notes.c.id == bindparam("wanted", value=n)), None, True),
+    (
+        lambda n: select(notes).where(notes.c.id == bindparam("wanted", value=n)),
+        {"wanted": 9},
+        True,
+    ),
+    (lambda n: select(notes).where(notes.c.id == bindparam("wanted")), None, True),  # required
+    (lambda n: select(notes).where(notes.c.id == bindparam("w", callable_=lambda: n)), None, False),
+    (lambda n: select(notes).where(notes.c.id.in_([n, n + 1])), None, False),
+    (lambda n: notes.update().where(notes.c.id == n), {"text": "B", "completed": True}, True),
+    (lambda n: notes.update().where(notes.c.id == n).values(text=f"v{n}"), None, True),
+    (lambda n: notes.delete().where(notes.c.text == f"x{n}"), None, True),
+    (lambda n: notes.insert(), {"text": "t", "completed": False}, True),
+    (lambda n: notes.insert(), {"text": "t"}, True),  # completed is required
+    (lambda n: defaults.insert(), {"scalar": "s"}, False),  # Python defaults: the general path
+    (lambda n: _odd.update().where(_odd.c.id == n), {"a.b [c]": "o", "when": _AT}, True),
+    (lambda n: select(_odd).where(_odd.c["a.b [c]"] == f"o{n}", _odd.c.when > _AT), None, True),
+    (lambda n: _odd.insert(), {"a.b [c]": "x", "payload": {"k": [1]}, "when": _AT}, True),
+]
+
+
+@pytest.mark.parametrize("dialect", _dialects(), ids=["sqlite", "postgresql", "mysql"])
+@pytest.mark.parametrize(("build", "values", "planned"), _BIND_CASES)
+def test_cached_core_statements_bind_as_sqlalchemy_does(
+    dialect: Any, build: Any, values: Any, planned: bool
+) -> None:
+    """A Core statement built afresh binds, through the plan cached with its compilation, the
+    same SQL and values (or raises the same error) as SQLAlchemy's ``construct_params()``."""
+    compiler = Compiler(dialect)
+
+    def outcome(n: int) -> Any:
+        try:
+            return compiler.prepare(build(n), values)[1:]
+        except aiodatabases.ProgrammingError as exc:
+            return ("error", str(exc))
+
+    outcome(1)  # compiles and caches
+    entry = compiler.core(build(2), values)[0]
+    assert (entry.bind_plan is not None) is planned
+    got = [outcome(n) for n in (2, 3)]
+    entry.bind_plan = None  # the general path: SQLAlchemy's construct_params()
+    assert got == [outcome(n) for n in (2, 3)]
+
+
+async def test_columns_with_odd_names_take_values_by_their_names(database: Database) -> None:
+    """Columns whose names SQLAlchemy escapes in bind names ("a.b [c]") take values given by
+    the column's name, in an insert, an update and a query, built afresh each time."""
+    await database.execute(CreateTable(_odd))
+    try:
+        for n in (1, 2):
+            await database.execute(_odd.insert(), {"id": n, "a.b [c]": f"o{n}", "when": _AT})
+        await database.execute(
+            _odd.update().where(_odd.c.id == 2), {"a.b [c]": "changed", "payload": {"k": [1]}}
+        )
+        for n in (1, 2):
+            await database.execute(
+                _odd.update().where(_odd.c.id == n).values({_odd.c["a.b [c]"]: f"v{n}"})
+            )
+        rows = await database.fetch_all(
+            select(_odd).where(_odd.c.when >= _AT, _odd.c["a.b [c]"] != "x").order_by(_odd.c.id)
+        )
+        assert [(row["id"], row["a.b [c]"], row["when"], row["payload"]) for row in rows] == [
+            (1, "v1", _AT, None),
+            (2, "v2", _AT, {"k": [1]}),
+        ]
+    finally:
+        await database.execute(DropTable(_odd))
 
 
 async def test_plain_inserts_of_different_columns_write_what_each_names(database: Database) -> None:
