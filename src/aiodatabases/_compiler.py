@@ -399,33 +399,31 @@ class Compiler:
     ) -> tuple[str, list[Any]]:
         """Bind ``values`` (and the literals captured in the statement) for one execution."""
         plan = entry.bind_plan
+        args = None
         if plan is not None and extracted is not None and len(extracted) == entry.bind_width:
             args = _planned_args(plan, extracted, values, entry.bind_required)
-            if args is not None:
-                for i, proc in entry.bind_processors:
-                    args[i] = proc(args[i])
-                return entry.sql, args
-        try:
-            # Positional SQL: values by the parameters' own names, as entry.names and the
-            # bind processors name them (escaped names serve only named paramstyles).
-            params = compiled.construct_params(
-                params=values, extracted_parameters=extracted, escape_names=False, _check=True
-            )
-        except sqlalchemy.exc.InvalidRequestError as exc:
-            raise ProgrammingError(str(exc).split("\n")[0]) from None
-        if entry.prefetch:
-            params = dict(params)
-            self._apply_defaults(entry, params)
-        if compiled.post_compile_params or compiled.literal_execute_params:
-            expanded = compiled._process_parameters_for_postcompile(params)
-            expanded_procs: Mapping[str, Any] = expanded.processors
-            args = [params_value(expanded.parameters, n) for n in expanded.positiontup or ()]
-            for i, name in enumerate(expanded.positiontup or ()):
-                expanded_proc = expanded_procs.get(name)
-                if expanded_proc is not None:
-                    args[i] = expanded_proc(args[i])
-            return expanded.statement, args
-        args = [params[name] for name in entry.names]
+        if args is None:
+            try:
+                # Positional SQL: values by the parameters' own names, as entry.names and the
+                # bind processors name them (escaped names serve only named paramstyles).
+                params = compiled.construct_params(
+                    params=values, extracted_parameters=extracted, escape_names=False, _check=True
+                )
+            except sqlalchemy.exc.InvalidRequestError as exc:
+                raise ProgrammingError(str(exc).split("\n")[0]) from None
+            if entry.prefetch:
+                params = dict(params)
+                self._apply_defaults(entry, params)
+            if compiled.post_compile_params or compiled.literal_execute_params:
+                expanded = compiled._process_parameters_for_postcompile(params)
+                expanded_procs: Mapping[str, Any] = expanded.processors
+                args = [params_value(expanded.parameters, n) for n in expanded.positiontup or ()]
+                for i, name in enumerate(expanded.positiontup or ()):
+                    expanded_proc = expanded_procs.get(name)
+                    if expanded_proc is not None:
+                        args[i] = expanded_proc(args[i])
+                return expanded.statement, args
+            args = [params[name] for name in entry.names]
         for i, proc in entry.bind_processors:
             args[i] = proc(args[i])
         return entry.sql, args
