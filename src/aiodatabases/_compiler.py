@@ -554,8 +554,10 @@ def _bind_plan(compiled: SQLCompiler, names: tuple[str, ...]) -> tuple[_Source, 
     the parameter.
 
     Only the plain case is planned: no expanding or literal-rendered parameters, no
-    parameter computed by a callable, each position filled by exactly one parameter.
-    Anything else keeps the general path.
+    parameter computed by a callable. A name used by several parameters (``bindparam("x")``
+    written twice) is filled as ``construct_params()`` fills it: from the caller's value,
+    else from the last of them, and required if any of them is. Anything else keeps the
+    general path.
     """
     match = compiled._cache_key_bind_match
     cache_key = compiled.cache_key
@@ -576,9 +578,15 @@ def _bind_plan(compiled: SQLCompiler, names: tuple[str, ...]) -> tuple[_Source, 
             literal_of[bind] = index
     sources: dict[str, _Source] = {}
     for bind, name in compiled.bind_names.items():
-        if bind.callable is not None or name in sources:
-            return None  # computed, or two parameters under one name: the general path
-        sources[name] = (bind.key, name, literal_of.get(bind, -1), bool(bind.required), bind)
+        if bind.callable is not None:
+            return None  # computed at execution: the general path
+        required = bool(bind.required)
+        earlier = sources.get(name)
+        if earlier is not None:
+            if earlier[0] != bind.key:
+                return None  # one name, two keys: the general path
+            required = required or earlier[3]
+        sources[name] = (bind.key, name, literal_of.get(bind, -1), required, bind)
     if sources.keys() != set(names):
         return None
     return tuple(sources[name] for name in names)

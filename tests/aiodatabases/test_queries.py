@@ -247,6 +247,28 @@ _odd = sqlalchemy.Table(
 )
 _AT = dt.datetime(2026, 11, 30, 1, 2, 3, tzinfo=dt.UTC)
 
+_REQUIRED = object()
+
+
+def _twice(first: Any, second: Any) -> Any:
+    """``id = :w OR id > :w``, each ``:w`` a parameter of its own with this value, or none
+    (``_REQUIRED``)."""
+
+    def one(value: Any) -> Any:
+        if value is _REQUIRED:
+            return bindparam("w", type_=sqlalchemy.Integer)
+        return bindparam("w", value=value, type_=sqlalchemy.Integer)
+
+    return sqlalchemy.or_(notes.c.id == one(first), notes.c.id > one(second))
+
+
+def _guarded(n: int) -> Any:
+    """A row to insert, only while no note has its text (the name ``t`` used twice)."""
+    text = bindparam("t", value=f"g{n}", type_=sqlalchemy.String)
+    taken = sqlalchemy.exists().where(notes.c.text == bindparam("t", value=f"g{n}"))
+    return select(text, sqlalchemy.literal(True)).where(~taken)
+
+
 #: (statement builder, values, whether the cached plan serves it)
 _BIND_CASES: list[tuple[Any, Any, bool]] = [
     (lambda n: select(notes).where(notes.c.id == n), None, True),
@@ -270,6 +292,15 @@ _BIND_CASES: list[tuple[Any, Any, bool]] = [
     (lambda n: _odd.update().where(_odd.c.id == n), {"a.b [c]": "o", "when": _AT}, True),
     (lambda n: select(_odd).where(_odd.c["a.b [c]"] == f"o{n}", _odd.c.when > _AT), None, True),
     (lambda n: _odd.insert(), {"a.b [c]": "x", "payload": {"k": [1]}, "when": _AT}, True),
+    # One name, several parameters: the caller's value, else the last one's, for all.
+    (lambda n: select(notes).where(_twice(n, n)), {"w": 7}, True),
+    (lambda n: select(notes).where(_twice(n, n + 1)), None, True),
+    (lambda n: select(notes).where(_twice(n, None)), None, True),
+    (lambda n: select(notes).where(_twice(_REQUIRED, n)), None, True),  # required
+    (lambda n: select(notes).where(_twice(n, _REQUIRED)), None, True),  # required
+    (lambda n: select(notes).where(_twice(_REQUIRED, _REQUIRED)), {"w": 5}, True),
+    (lambda n: notes.insert().from_select(["text", "completed"], _guarded(n)), None, True),
+    (lambda n: notes.insert().from_select(["text", "completed"], _guarded(n)), {"t": "g"}, True),
 ]
 
 
