@@ -29,8 +29,25 @@ async def test_create_returns_201_with_location_etag_and_the_note(
     assert note["version"] == 1
     assert response.headers["etag"] == etag_of(note)
     assert response.headers["location"] == f"http://notes.test/api/notes/{note['id']}"
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "no-cache"
     again = await client.get(response.headers["location"])
     assert again.json() == note
+    # Written by the route itself, the body is byte for byte what FastAPI writes for a Note.
+    assert response.content == again.content
+
+
+async def test_location_follows_the_host_and_path_of_each_request(
+    client: httpx.AsyncClient,
+) -> None:
+    """Location is built from the request that created the note, whichever host it named."""
+    for host in ("notes.test", "other.example:8080", "notes.test"):
+        response = await client.post("/api/notes", json={"title": "t"}, headers={"Host": host})
+        assert response.status_code == 201
+        assert response.headers["location"] == f"http://{host}/api/notes/{response.json()['id']}"
+    response = await client.post("/api/notes?x=1#frag", json={"title": "t"})
+    assert response.status_code == 201
+    assert response.headers["location"] == f"http://notes.test/api/notes/{response.json()['id']}"
 
 
 async def test_timestamps_are_utc_and_timezone_aware(client: httpx.AsyncClient) -> None:
