@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -14,6 +16,7 @@ from .auth import Auth
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
 from .repository import utc_now
+from .search_index import SearchIndexer
 from .settings import Settings
 from .web import install_web
 
@@ -29,6 +32,23 @@ overwritten. Errors are RFC 9457 problem details (`application/problem+json`).
 Notes belong to accounts: register at `POST /api/auth/register`, then use **Authorize**
 (email as username) and every note route works on your notes only.
 """
+
+
+def _index_search(
+    database: aiodatabases.Database, interval: float
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The lifespan of SQLite's background search indexer (``notes.search_index``)."""
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        indexer = SearchIndexer(database, interval=interval)
+        indexer.start()
+        try:
+            yield
+        finally:
+            await indexer.stop()
+
+    return run
 
 
 def database_options(url: aiodatabases.DatabaseURL) -> dict[str, Any]:
@@ -93,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Notes",
         version=aiodatabases.__version__,
         description=DESCRIPTION,
-        lifespan=lifespan(database),
+        lifespan=lifespan(database, inner=_index_search(database, settings.search_index_interval)),
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,

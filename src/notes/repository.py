@@ -30,7 +30,7 @@ from sqlalchemy.dialects import mysql
 
 import aiodatabases
 
-from . import search
+from . import search, search_index
 from .accounts import AccountsRepository
 from .errors import BadRequestError, NotFoundError, PreconditionFailedError, UnauthorizedError
 from .pagination import Cursor, Sort, decode_cursor, encode_cursor
@@ -253,6 +253,8 @@ class NotesRepository:
                 await self._check_session()
                 return {"items": [], "next_cursor": None, "next_offset": None}
             values[searched[0]] = searched[1]
+            if self._dialect == "sqlite":
+                await search_index.catch_up(self._database)
         after = cursor is not None and sort is not Sort.RELEVANCE
         if cursor is not None and after:
             values["after_value"] = cursor.value

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     ready_timeout: float = Field(
         default=2.0, gt=0, description="Seconds /health/ready waits for the database."
     )
+    search_index_interval: float = Field(
+        default=0.5,
+        gt=0,
+        le=3600,
+        description="SQLite: seconds between background passes that index new and changed "
+        "notes for search (a search indexes what is still waiting first).",
+    )
     docs: bool = Field(default=True, description="Serve /docs, /redoc and /openapi.json.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 

@@ -3,8 +3,11 @@
 Migrations in ``notes/migrations`` create exactly this schema. Search structures depend on the
 backend and are declared here too, so that ``metadata.create_all()`` builds them as well:
 
-- SQLite: an FTS5 table ``notes_fts`` with external content (the ``notes`` table), kept in
-  step by triggers;
+- SQLite: an FTS5 table ``notes_fts`` with external content (the ``notes`` table). Triggers
+  take a note out of it when it changes or goes, and queue a new or changed note in
+  ``notes_fts_pending``; ``notes.search_index`` indexes the queue in batches (FTS5 writes a
+  segment per commit, so indexing one note per commit cost more than the rest of its
+  ``INSERT``), and always before a search, which therefore sees every committed note;
 - PostgreSQL: a stored generated column ``notes.search_vector``, the weighted ``tsvector`` of
   title and body (``simple``), with a GIN index; it is added by DDL after the table is created
   (``PG_SEARCH_DDL``), since SQLAlchemy cannot declare a column for one dialect only;
@@ -30,6 +33,7 @@ __all__ = [
     "note_tags",
     "notes",
     "notes_fts",
+    "notes_fts_pending",
     "refresh_tokens",
     "search_vector",
     "users",
@@ -178,20 +182,32 @@ notes_fts = sa.table(
     sa.column("body", sa.String),
 )
 
-#: SQLite's search schema: an external-content FTS5 table and the triggers that feed it.
+#: The notes waiting to be indexed for SQLite's search (``notes.search_index``).
+notes_fts_pending = sa.table("notes_fts_pending", sa.column("note_id", sa.Integer))
+
+#: True when note ``old.id`` is not in ``notes_fts`` (it waits in ``notes_fts_pending``).
+_SQLITE_QUEUED = "EXISTS (SELECT 1 FROM notes_fts_pending WHERE note_id = old.id)"
+
+#: SQLite's search schema: an external-content FTS5 table, the queue of notes not yet in it,
+#: and the triggers that keep both right. A note is either in the queue or indexed with its
+#: current title and body; the indexer moves queued notes into the index. A changed note
+#: leaves the index at once (FTS5 must be told the exact words it indexed) and is queued.
 #: ``remove_diacritics 2`` makes "cafe" find "café"; the query side folds the same way.
 SQLITE_SEARCH_DDL: tuple[str, ...] = (
     "CREATE VIRTUAL TABLE notes_fts USING fts5(title, body, content='notes', "
     "content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TABLE notes_fts_pending (note_id INTEGER NOT NULL PRIMARY KEY)",
     "CREATE TRIGGER notes_fts_after_insert AFTER INSERT ON notes BEGIN "
-    "INSERT INTO notes_fts(rowid, title, body) VALUES (new.id, new.title, new.body); END",
+    "INSERT OR IGNORE INTO notes_fts_pending(note_id) VALUES (new.id); END",
     "CREATE TRIGGER notes_fts_after_delete AFTER DELETE ON notes BEGIN "
     "INSERT INTO notes_fts(notes_fts, rowid, title, body) "
-    "VALUES ('delete', old.id, old.title, old.body); END",
-    "CREATE TRIGGER notes_fts_after_update AFTER UPDATE OF title, body ON notes BEGIN "
+    f"SELECT 'delete', old.id, old.title, old.body WHERE NOT {_SQLITE_QUEUED}; "
+    "DELETE FROM notes_fts_pending WHERE note_id = old.id; END",
+    "CREATE TRIGGER notes_fts_after_update AFTER UPDATE OF id, title, body ON notes BEGIN "
     "INSERT INTO notes_fts(notes_fts, rowid, title, body) "
-    "VALUES ('delete', old.id, old.title, old.body); "
-    "INSERT INTO notes_fts(rowid, title, body) VALUES (new.id, new.title, new.body); END",
+    f"SELECT 'delete', old.id, old.title, old.body WHERE NOT {_SQLITE_QUEUED}; "
+    "DELETE FROM notes_fts_pending WHERE note_id = old.id; "
+    "INSERT OR IGNORE INTO notes_fts_pending(note_id) VALUES (new.id); END",
 )
 
 #: What undoes SQLITE_SEARCH_DDL, in order.
@@ -199,6 +215,7 @@ SQLITE_SEARCH_DROP: tuple[str, ...] = (
     "DROP TRIGGER IF EXISTS notes_fts_after_update",
     "DROP TRIGGER IF EXISTS notes_fts_after_delete",
     "DROP TRIGGER IF EXISTS notes_fts_after_insert",
+    "DROP TABLE IF EXISTS notes_fts_pending",
     "DROP TABLE IF EXISTS notes_fts",
 )
 

@@ -170,10 +170,9 @@ def test_current_follows_upgrade_and_downgrade(empty_url: str) -> None:
     migrate.upgrade(empty_url)
     migrate.upgrade(empty_url)
     assert migrate.current(empty_url) == (migrate.head(),)
-    migrate.downgrade(empty_url, "-1")
-    assert migrate.current(empty_url) == ("0002",)
-    migrate.downgrade(empty_url, "-1")
-    assert migrate.current(empty_url) == ("0001",)
+    for below in ("0003", "0002", "0001"):
+        migrate.downgrade(empty_url, "-1")
+        assert migrate.current(empty_url) == (below,)
     migrate.downgrade(empty_url, "base")
     assert migrate.current(empty_url) == ()
 
@@ -332,3 +331,37 @@ def test_postgresql_search_vector_covers_notes_older_than_the_column(empty_url: 
     assert migrate.run_with_connection(empty_url, matches(expression, "platypus")) == [
         "older than accounts"
     ]
+
+
+def test_migrating_to_the_queue_and_back_loses_no_note_from_search(empty_url: str) -> None:
+    """0003's per-note index carries over to the queue; going back indexes what is queued."""
+    if not empty_url.startswith("sqlite"):
+        pytest.skip("the search queue exists on SQLite only")
+    insert = sa.text(
+        "INSERT INTO notes (title, body, completed, version, created_at, updated_at) "
+        "VALUES (:title, 'x', 0, 1, '2026-11-30', '2026-11-30')"
+    )
+
+    def add(title: str) -> None:
+        def run(connection: sa.Connection) -> None:
+            connection.execute(insert, {"title": title})
+
+        migrate.run_with_connection(empty_url, run)
+
+    def found(word: str) -> int:
+        def run(connection: sa.Connection) -> int:
+            query = sa.text("SELECT COUNT(*) FROM notes_fts WHERE notes_fts MATCH :q")
+            return int(connection.execute(query, {"q": word}).scalar_one())
+
+        return migrate.run_with_connection(empty_url, run)
+
+    migrate.upgrade(empty_url, "0003")
+    add("dune before")
+    assert found("dune") == 1
+    migrate.upgrade(empty_url)
+    add("dune queued")
+    assert found("dune") == 1  # the new one waits in the queue
+    migrate.downgrade(empty_url, "0003")
+    assert found("dune") == 2
+    add("dune after")
+    assert found("dune") == 3  # 0001's triggers index as they write again
