@@ -253,8 +253,7 @@ class NotesRepository:
                 await self._check_session()
                 return {"items": [], "next_cursor": None, "next_offset": None}
             values[searched[0]] = searched[1]
-            if self._dialect == "sqlite":
-                await search_index.catch_up(self._database)
+            await search_index.catch_up(self._database)  # SQLite's queue; nothing elsewhere
         after = cursor is not None and sort is not Sort.RELEVANCE
         if cursor is not None and after:
             values["after_value"] = cursor.value

@@ -24,7 +24,15 @@ import logging
 
 import aiodatabases
 
-__all__ = ["BATCH", "INTERVAL", "SearchIndexer", "catch_up", "index_pending", "pending"]
+__all__ = [
+    "BATCH",
+    "INTERVAL",
+    "SearchIndexer",
+    "applies",
+    "catch_up",
+    "index_pending",
+    "pending",
+]
 
 logger = logging.getLogger("notes.search_index")
 

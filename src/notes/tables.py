@@ -33,7 +33,6 @@ __all__ = [
     "note_tags",
     "notes",
     "notes_fts",
-    "notes_fts_pending",
     "refresh_tokens",
     "search_vector",
     "users",
@@ -181,9 +180,6 @@ notes_fts = sa.table(
     sa.column("title", sa.String),
     sa.column("body", sa.String),
 )
-
-#: The notes waiting to be indexed for SQLite's search (``notes.search_index``).
-notes_fts_pending = sa.table("notes_fts_pending", sa.column("note_id", sa.Integer))
 
 #: True when note ``old.id`` is not in ``notes_fts`` (it waits in ``notes_fts_pending``).
 _SQLITE_QUEUED = "EXISTS (SELECT 1 FROM notes_fts_pending WHERE note_id = old.id)"
