@@ -165,23 +165,38 @@ async def run_op(
     return None
 
 
-async def sample_memory(pid: int, samples: list[tuple[float, int]], started: float) -> None:
-    """Record the server's RSS (KiB) once a second until cancelled."""
+async def sample_memory(
+    pid: int,
+    samples: list[tuple[float, int]],
+    live: list[dict[str, Any]],
+    base: str,
+    started: float,
+) -> None:
+    """Record the server's RSS (KiB) once a second, and its live memory (``/_probe/memory``)
+    every 10 s, until cancelled."""
     while True:
         value = common.rss_kib(pid)
         if value is not None:
             samples.append((time.monotonic() - started, value))
+        if len(samples) % 10 == 1:
+            status, answer = await asyncio.to_thread(
+                common.request_json, "GET", base + "/_probe/memory", timeout=10.0
+            )
+            if status == 200 and isinstance(answer, dict):
+                live.append({"t": round(time.monotonic() - started, 1)} | answer)
         await asyncio.sleep(1.0)
 
 
 async def hold(
     base: str, clients: list[ClientState], duration: float, pid: int
-) -> tuple[Stats, list[tuple[float, int]], float]:
-    """Run every client for ``duration`` seconds; return stats, memory samples, wall time."""
+) -> tuple[Stats, list[tuple[float, int]], list[dict[str, Any]], float]:
+    """Run every client for ``duration`` seconds; return stats, RSS samples, live-memory
+    samples and wall time."""
     import httpx
 
     stats = Stats()
     memory: list[tuple[float, int]] = []
+    live: list[dict[str, Any]] = []
     # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them, so a
     # request never races the server closing its connection.
     limits = httpx.Limits(
@@ -191,7 +206,7 @@ async def hold(
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as http:
         started = time.monotonic()
         deadline = started + duration
-        sampler = asyncio.create_task(sample_memory(pid, memory, started))
+        sampler = asyncio.create_task(sample_memory(pid, memory, live, base, started))
         try:
             await asyncio.gather(
                 *(client_loop(http, state, stats, deadline, started) for state in clients)
@@ -203,7 +218,7 @@ async def hold(
             except asyncio.CancelledError:
                 pass
         wall = time.monotonic() - started
-    return stats, memory, wall
+    return stats, memory, live, wall
 
 
 def stored_versions(backend: str, url: str) -> dict[int, int]:
@@ -352,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.clients * args.notes_per_client} notes seeded in "
             f"{time.monotonic() - setup_started:.1f}s; loading for {args.duration:.0f}s ..."
         )
-        stats, memory, wall = asyncio.run(hold(server.base, clients, args.duration, server.pid))
+        stats, memory, live, wall = asyncio.run(
+            hold(server.base, clients, args.duration, server.pid)
+        )
         if server.process.poll() is not None:
             stats.error(f"the server exited with {server.process.returncode}")
         time.sleep(1.0)
@@ -394,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             "latency_ms": latencies,
             "memory": mem,
             "memory_series_kib": [(round(t, 1), v) for t, v in memory],
+            "live_memory_series": live,
             "requests_per_second_series": stats.per_second,
             "acknowledged_notes": sum(len(state.notes) for state in clients),
             "acknowledged_deletes": sum(len(state.deleted) for state in clients),
@@ -457,6 +475,17 @@ def render(result: dict[str, Any]) -> str:
             f"({mem['growth_pct']:+.2f}%), max {mem['max_kib'] / 1024:.1f} MiB "
             f"({mem['max_growth_pct']:+.2f}%)"
         )
+    live = result.get("live_memory_series") or []
+    if len(live) >= 2:
+        first, last = live[0], live[-1]
+        parts = [f"Python blocks {first['python_blocks']} -> {last['python_blocks']}"]
+        if "sqlite_bytes" in first:
+            peak = max(sample["sqlite_peak_bytes"] for sample in live)
+            parts.append(
+                f"SQLite in use {first['sqlite_bytes'] / 2**20:.1f} -> "
+                f"{last['sqlite_bytes'] / 2**20:.1f} MiB (peak {peak / 2**20:.1f} MiB)"
+            )
+        lines.append(f"- live memory, first and last sample: {'; '.join(parts)}")
     lines += ["", "| operation | count | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
     for op, lat in result["latency_ms"].items():
         lines.append(f"| {op} | {lat['count']} | {lat['p50']} | {lat['p99']} | {lat['max']} |")
