@@ -15,7 +15,7 @@ from .api import auth_router, health_router, install_docs, notes_router, users_r
 from .auth import Auth
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
-from .memory import pin_mmap_threshold
+from .memory import tune_malloc
 from .repository import utc_now
 from .search_index import SearchIndexer
 from .settings import Settings
@@ -108,8 +108,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings: The configuration; by default read from ``NOTES_*`` environment variables.
     """
     settings = settings if settings is not None else Settings()
-    # Before the first password hash (Auth below makes one): see notes.memory.
-    pin_mmap_threshold()
+    # Before the first password hash (Auth below makes one) and any worker thread: see
+    # notes.memory.
+    tune_malloc()
     url = aiodatabases.DatabaseURL(settings.database_url.get_secret_value())
     database = aiodatabases.Database(url, **database_options(url))
     app = FastAPI(

@@ -1,4 +1,5 @@
-"""The service fixes glibc's mmap threshold, so freed large buffers go back to the system."""
+"""The service tunes glibc's malloc: freed large buffers go back to the system, and threads
+share two arenas instead of keeping one each."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import textwrap
 
 import pytest
 
-from notes.memory import pin_mmap_threshold
+from notes.memory import ARENA_MAX, tune_malloc
 
 pytestmark = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
@@ -29,9 +30,9 @@ _PROBE = textwrap.dedent(
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
 
-    if sys.argv[1] == "pin":
-        from notes.memory import pin_mmap_threshold
-        assert pin_mmap_threshold()
+    if sys.argv[1] == "tune":
+        from notes.memory import tune_malloc
+        assert tune_malloc()
     elif sys.argv[1] == "app":
         from notes import Settings, create_app
         create_app(Settings(database_url="sqlite:///:memory:"))
@@ -51,11 +52,52 @@ _PROBE = textwrap.dedent(
 )
 
 
-def _held_kib(mode: str, **env: str) -> int:
-    """KiB of the second 19 MiB block still resident after it was freed."""
-    environ = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"} | env
+# Eight threads, alive at once, each allocating; prints how many arenas besides the main one
+# the process then has (their heaps are 64 MiB-aligned anonymous mappings).
+_ARENAS = textwrap.dedent(
+    """
+    import sys, threading
+
+    if sys.argv[1] == "tune":
+        from notes.memory import tune_malloc
+        assert tune_malloc()
+
+    barrier = threading.Barrier(9)
+    kept = []
+
+    def work():
+        kept.append([bytearray(2000) for _ in range(200)])
+        barrier.wait()
+        barrier.wait()
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    heaps = 0
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            start = int(fields[0].split("-")[0], 16)
+            if len(fields) == 5 and fields[1].startswith("rw") and start % (64 << 20) == 0:
+                heaps += 1
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    print(heaps)
+    """
+)
+
+
+def _run(probe: str, mode: str, **env: str) -> int:
+    """Run a probe in a fresh interpreter without glibc's variables; return its last line."""
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_ARENA_MAX")
+    } | env
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode],
+        [sys.executable, "-c", probe, mode],
         capture_output=True,
         text=True,
         env=environ,
@@ -65,20 +107,29 @@ def _held_kib(mode: str, **env: str) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_freed_large_block_is_given_back_once_the_threshold_is_pinned() -> None:
-    """Unpinned, glibc keeps the freed 19 MiB block in its heap; pinned, it is unmapped."""
-    held_default = _held_kib("plain")
+def test_a_freed_large_block_is_given_back_once_the_threshold_is_fixed() -> None:
+    """By default glibc keeps the freed 19 MiB block in its heap; tuned, it is unmapped."""
+    held_default = _run(_PROBE, "plain")
     if held_default < 15 * 1024:
         pytest.skip(f"this glibc gave the block back by itself ({held_default} KiB held)")
-    assert _held_kib("pin") < 2 * 1024
+    assert _run(_PROBE, "tune") < 2 * 1024
 
 
-def test_create_app_pins_the_threshold_before_its_first_password_hash() -> None:
-    """Building the service (which hashes its dummy password) leaves the threshold pinned."""
-    assert _held_kib("app", NOTES_JWT_SECRET="x" * 48) < 2 * 1024
+def test_create_app_tunes_malloc_before_its_first_password_hash() -> None:
+    """Building the service (which hashes its dummy password) leaves the threshold fixed."""
+    assert _run(_PROBE, "app", NOTES_JWT_SECRET="x" * 48) < 2 * 1024
 
 
-def test_the_operators_malloc_setting_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With MALLOC_MMAP_THRESHOLD_ in the environment, glibc's own value stands."""
+def test_threads_share_the_limited_arenas() -> None:
+    """Eight allocating threads get an arena each by default, and share two when tuned."""
+    default = _run(_ARENAS, "plain")
+    if default < 4:
+        pytest.skip(f"this glibc made {default} thread arenas for 8 threads by itself")
+    assert _run(_ARENAS, "tune") <= ARENA_MAX - 1
+
+
+def test_the_operators_malloc_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With glibc's variables in the environment, their values stand."""
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
-    assert pin_mmap_threshold() is False
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert tune_malloc() == []
