@@ -52,11 +52,21 @@ def _index_search(
     return run
 
 
+#: SQLite page cache of each pooled connection, KiB (SQLite's default is 2 MiB): the pool's 8
+#: connections cache the same pages, and a commit by any of them empties the others' caches
+#: at their next read, so 8 x 2 MiB mostly held stale copies while it filled up with the
+#: database's growth (docs/notes.md, Memory).
+SQLITE_CACHE_KIB = 1024
+
+
 def database_options(url: aiodatabases.DatabaseURL) -> dict[str, Any]:
     """Options the service sets on its database, unless the URL sets them itself."""
     options: dict[str, Any] = {}
-    if url.dialect == "sqlite" and "foreign_keys" not in url.options:
-        options["foreign_keys"] = True
+    if url.dialect == "sqlite":
+        if "foreign_keys" not in url.options:
+            options["foreign_keys"] = True
+        if "cache_size" not in url.options:
+            options["cache_size"] = -SQLITE_CACHE_KIB
     return options
 
 

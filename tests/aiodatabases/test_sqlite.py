@@ -431,6 +431,39 @@ def test_wal_autocheckpoint_must_be_a_page_count(sqlite_url: str, value: str) ->
         Database(f"{sqlite_url}?wal_autocheckpoint={value}")
 
 
+async def test_cache_size_is_set_on_every_pooled_connection(sqlite_url: str) -> None:
+    """cache_size (KiB when negative, as SQLite's PRAGMA) reaches each connection of the pool;
+    without it SQLite's own default stands."""
+    async with Database(f"{sqlite_url}?cache_size=-512", max_size=3) as database:
+        answers: list[int] = []
+        entered = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with database.connection() as connection:
+                answers.append(await connection.fetch_val("PRAGMA cache_size"))
+                if len(answers) == 3:
+                    entered.set()
+                await release.wait()
+
+        tasks = [asyncio.create_task(hold()) for _ in range(3)]
+        await entered.wait()
+        assert database.pool_stats().in_use == 3
+        release.set()
+        await asyncio.gather(*tasks)
+        assert answers == [-512, -512, -512]
+    async with Database(sqlite_url) as database:
+        with sqlite3.connect(":memory:") as plain:
+            default = plain.execute("PRAGMA cache_size").fetchone()[0]
+        assert await database.fetch_val("PRAGMA cache_size") == default
+
+
+def test_cache_size_must_be_an_integer(sqlite_url: str) -> None:
+    """A cache_size that is not an integer is refused when the Database is made."""
+    with pytest.raises(aiodatabases.ConfigurationError, match="cache_size"):
+        Database(f"{sqlite_url}?cache_size=big")
+
+
 async def test_writer_lock_lets_a_running_task_take_it_while_no_waiter_is_overdue() -> None:
     """Released with a waiter that has waited under the barge window, the lock is free for
     whoever asks first; the waiter, woken, takes it when it is free again."""

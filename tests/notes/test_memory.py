@@ -10,10 +10,13 @@ import sys
 import textwrap
 
 import pytest
+from fastapi import FastAPI
 
+from aiodatabases import DatabaseURL
+from notes.app import SQLITE_CACHE_KIB, database_options
 from notes.memory import ARENA_MAX, tune_malloc
 
-pytestmark = pytest.mark.skipif(
+glibc_only = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
     reason="glibc's malloc only",
 )
@@ -107,6 +110,7 @@ def _run(probe: str, mode: str, **env: str) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
+@glibc_only
 def test_a_freed_large_block_is_given_back_once_the_threshold_is_fixed() -> None:
     """By default glibc keeps the freed 19 MiB block in its heap; tuned, it is unmapped."""
     held_default = _run(_PROBE, "plain")
@@ -115,11 +119,13 @@ def test_a_freed_large_block_is_given_back_once_the_threshold_is_fixed() -> None
     assert _run(_PROBE, "tune") < 2 * 1024
 
 
+@glibc_only
 def test_create_app_tunes_malloc_before_its_first_password_hash() -> None:
     """Building the service (which hashes its dummy password) leaves the threshold fixed."""
     assert _run(_PROBE, "app", NOTES_JWT_SECRET="x" * 48) < 2 * 1024
 
 
+@glibc_only
 def test_threads_share_the_limited_arenas() -> None:
     """Eight allocating threads get an arena each by default, and share two when tuned."""
     default = _run(_ARENAS, "plain")
@@ -128,8 +134,28 @@ def test_threads_share_the_limited_arenas() -> None:
     assert _run(_ARENAS, "tune") <= ARENA_MAX - 1
 
 
+@glibc_only
 def test_the_operators_malloc_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """With glibc's variables in the environment, their values stand."""
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert tune_malloc() == []
+
+
+def test_the_sqlite_page_cache_is_bounded_per_connection_unless_the_url_says() -> None:
+    """On SQLite the service asks each pooled connection for a 1 MiB page cache; a URL that
+    sets cache_size keeps its own; server databases get no such option."""
+    assert database_options(DatabaseURL("sqlite:///notes.db")) == {
+        "foreign_keys": True,
+        "cache_size": -SQLITE_CACHE_KIB,
+    }
+    assert "cache_size" not in database_options(DatabaseURL("sqlite:///n.db?cache_size=-4096"))
+    assert database_options(DatabaseURL("postgresql://db/notes")) == {}
+
+
+async def test_the_service_database_runs_with_the_bounded_cache(app: FastAPI) -> None:
+    """The connected service's SQLite connections report the cache size it asked for."""
+    database = app.state.database
+    if database.url.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    assert await database.fetch_val("PRAGMA cache_size") == -SQLITE_CACHE_KIB

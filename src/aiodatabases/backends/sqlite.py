@@ -819,7 +819,9 @@ class SQLiteBackend(Backend):
     ``command_timeout`` (seconds, default none), ``timeout`` (seconds to wait for another
     process's lock, default 5), ``synchronous`` (``normal`` by default with WAL), ``journal_mode``
     (``wal`` by default for files), ``wal_autocheckpoint`` (pages, default 1000; WAL checkpoints
-    run on a worker thread, 0 turns them off), ``foreign_keys``, ``uri``, ``cached_statements``,
+    run on a worker thread, 0 turns them off), ``cache_size`` (each connection's page cache,
+    as ``PRAGMA cache_size``: pages, or KiB when negative; SQLite's default is 2 MiB per
+    connection), ``foreign_keys``, ``uri``, ``cached_statements``,
     ``detect_types``, ``check_same_thread`` (accepted; connections are always usable from the
     worker threads).
     """
@@ -881,6 +883,10 @@ class SQLiteBackend(Backend):
                     f"min_size={min_size} is larger than max_size={max_size}"
                 )
         self._checkpoint_pages = reader.int("wal_autocheckpoint", 1000, minimum=0)
+        # PRAGMA cache_size of every connection: pages, or KiB when negative; None: SQLite's.
+        self._cache_size: int | None = None
+        if reader.has("cache_size"):
+            self._cache_size = reader.int("cache_size", 0, minimum=-(2**31))
         reader.reject_unknown()
         self._checkpointer = (
             _Checkpointer(self, self._checkpoint_pages)
@@ -925,6 +931,8 @@ class SQLiteBackend(Backend):
                     pages *= _CHECKPOINT_NET
                 raw.execute(f"PRAGMA wal_autocheckpoint = {pages}")
             raw.execute(f"PRAGMA synchronous = {self._synchronous}")
+            if self._cache_size is not None:
+                raw.execute(f"PRAGMA cache_size = {self._cache_size}")
             if self._foreign_keys:
                 raw.execute("PRAGMA foreign_keys = ON")
             raw.execute("PRAGMA busy_timeout = 0")
@@ -1039,4 +1047,5 @@ _LIBRARY_OPTIONS = {
     "check_same_thread",
     "uri",
     "wal_autocheckpoint",
+    "cache_size",
 }
