@@ -84,6 +84,7 @@ users = sa.Table(
     sa.Column("email", _Email, nullable=False, unique=True),
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("created_at", _Timestamp, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 notes = sa.Table(
@@ -99,6 +100,7 @@ notes = sa.Table(
     # Last, where the migration that brought accounts added it. On PostgreSQL, PG_SEARCH_DDL
     # adds search_vector after it.
     sa.Column("owner_id", _Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    sqlite_autoincrement=True,
 )
 # Every listing is one owner's: the keyset orders lead with the owner.
 sa.Index(None, notes.c.owner_id, notes.c.created_at, notes.c.id)
@@ -130,6 +132,7 @@ auth_sessions = sa.Table(
     ),
     sa.Column("created_at", _Timestamp, nullable=False),
     sa.Column("revoked_at", _Timestamp, nullable=True),
+    sqlite_autoincrement=True,
 )
 
 #: Refresh tokens by their SHA-256 (hex); a used one that comes back revokes its session.

@@ -215,6 +215,26 @@ async def test_delete_answers_204_then_the_note_is_gone(client: httpx.AsyncClien
     assert (await client.get("/api/notes", params={"tag": "t"})).json()["items"] == []
 
 
+async def test_a_deleted_notes_id_and_etag_never_name_a_new_note(
+    client: httpx.AsyncClient,
+) -> None:
+    """Deleting the newest note and creating another gives the new one a new id, so the old
+    URL stays 404 and the old ETag matches nothing (on SQLite too, where a table without
+    AUTOINCREMENT hands the largest id out again)."""
+    first = await create_note(client, title="kept")
+    newest = await create_note(client, title="deleted")
+    url = f"/api/notes/{newest['id']}"
+    response = await client.delete(url, headers={"If-Match": etag_of(newest)})
+    assert response.status_code == 204
+    created = await create_note(client, title="created after the delete")
+    assert created["id"] > newest["id"] > first["id"]
+    assert_problem(await client.get(url), 404)
+    stale = await client.patch(
+        f"/api/notes/{created['id']}", json={"title": "x"}, headers={"If-Match": etag_of(newest)}
+    )
+    assert_problem(stale, 412)
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
 async def test_missing_note_is_a_404_problem(client: httpx.AsyncClient, method: str) -> None:
     """Every method on a note that does not exist answers a 404 problem naming it."""

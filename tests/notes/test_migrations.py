@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi import FastAPI
@@ -160,7 +161,18 @@ def test_downgrade_base_leaves_nothing_behind(empty_url: str) -> None:
     migrate.downgrade(empty_url, "base")
     left = migrate.run_with_connection(empty_url, snapshot)
     assert left["tables"] == {}
-    assert left.get("sqlite_master", []) == []
+    # Except SQLite's own sqlite_sequence, made by 0005's AUTOINCREMENT tables: SQLite does
+    # not let it be dropped, so it must at least be empty.
+    internal = [("table", "sqlite_sequence", "sqlite_sequence")]
+    assert [row for row in left.get("sqlite_master", []) if row not in internal] == []
+    if left.get("sqlite_master"):
+
+        def sequences(connection: sa.Connection) -> int:
+            return int(
+                connection.execute(sa.text("SELECT count(*) FROM sqlite_sequence")).scalar_one()
+            )
+
+        assert migrate.run_with_connection(empty_url, sequences) == 0
     assert migrate.current(empty_url) == ()
 
 
@@ -170,7 +182,7 @@ def test_current_follows_upgrade_and_downgrade(empty_url: str) -> None:
     migrate.upgrade(empty_url)
     migrate.upgrade(empty_url)
     assert migrate.current(empty_url) == (migrate.head(),)
-    for below in ("0003", "0002", "0001"):
+    for below in ("0004", "0003", "0002", "0001"):
         migrate.downgrade(empty_url, "-1")
         assert migrate.current(empty_url) == (below,)
     migrate.downgrade(empty_url, "base")
@@ -365,3 +377,70 @@ def test_migrating_to_the_queue_and_back_loses_no_note_from_search(empty_url: st
     assert found("dune") == 2
     add("dune after")
     assert found("dune") == 3  # 0001's triggers index as they write again
+
+
+def test_sqlite_ids_stop_being_reused_and_the_rebuild_keeps_everything(empty_url: str) -> None:
+    """0005 rebuilds users, notes and sessions with AUTOINCREMENT: rows, tags, indexes and the
+    search triggers survive, and the newest note's id, once deleted, is not given again;
+    downgrading rebuilds them as before with every row."""
+    if not empty_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL and MariaDB never reuse ids; 0005 changes SQLite only")
+
+    def run(sql: str, **values: Any) -> Any:
+        def call(connection: sa.Connection) -> Any:
+            result = connection.execute(sa.text(sql), values)
+            return result.fetchall() if result.returns_rows else None
+
+        return migrate.run_with_connection(empty_url, call)
+
+    def add_note(title: str) -> int:
+        run(
+            "INSERT INTO notes (title, body, completed, version, created_at, updated_at, "
+            "owner_id) VALUES (:title, 'x', 0, 1, '2026-11-30', '2026-11-30', 1)",
+            title=title,
+        )
+        return int(run("SELECT max(id) FROM notes")[0][0])
+
+    migrate.upgrade(empty_url, "0004")
+    run("INSERT INTO users (email, password_hash, created_at) VALUES ('a@x.org', 'h', '2026')")
+    first, second = add_note("dune one"), add_note("dune two")
+    run("INSERT INTO note_tags (note_id, tag, position) VALUES (:id, 'sand', 0)", id=second)
+    run("DELETE FROM notes WHERE id = :id", id=second)
+    assert add_note("dune reused") == second  # 0004: the largest id is handed out again
+    indexes_before = run("SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger')")
+
+    migrate.upgrade(empty_url, "0005")
+    assert run("SELECT id, title FROM notes ORDER BY id") == [
+        (first, "dune one"),
+        (second, "dune reused"),
+    ]
+    assert sorted(run("SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger')")) == (
+        sorted(indexes_before)
+    )
+    run("DELETE FROM notes WHERE id = :id", id=second)
+    assert add_note("dune new") == second + 1
+    run("INSERT INTO notes_fts(notes_fts) VALUES ('rebuild')")
+    assert run("SELECT count(*) FROM notes_fts WHERE notes_fts MATCH 'dune'") == [(2,)]
+
+    migrate.downgrade(empty_url, "0004")
+    assert [title for _, title in run("SELECT id, title FROM notes ORDER BY id")] == [
+        "dune one",
+        "dune new",
+    ]
+    assert "AUTOINCREMENT" not in run("SELECT sql FROM sqlite_master WHERE name = 'notes'")[0][0]
+
+
+def test_the_id_migration_refuses_to_run_with_foreign_keys_enforced(empty_url: str) -> None:
+    """Rebuilding a parent table with foreign keys on would cascade-delete its children: 0005
+    stops with a clear error instead, and nothing is lost."""
+    if not empty_url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    migrate.upgrade(empty_url, "0004")
+
+    def upgrade_with_foreign_keys(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+        command.upgrade(migrate.alembic_config(connection), "0005")
+
+    with pytest.raises(RuntimeError, match="foreign keys"):
+        migrate.run_with_connection(empty_url, upgrade_with_foreign_keys)
+    assert migrate.current(empty_url) == ("0004",)
