@@ -16,10 +16,12 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,9 +267,45 @@ def source_env(source: Path | None) -> dict[str, str]:
     """Environment that makes a server run the code of ``source`` (a checkout) if given.
 
     ``PYTHONPATH=<source>/src`` comes before the editable install of the working tree, so a
-    run can measure a fixed commit (a ``git worktree``) while the working tree changes.
+    run can measure a fixed commit (a ``git worktree``) while the working tree changes. A
+    fresh worktree has no compiled C speedups, and aiodatabases would quietly run its pure
+    Python fallbacks from it: they are built into it first (``ensure_speedups``).
     """
-    return {"PYTHONPATH": str(source.resolve() / "src")} if source is not None else {}
+    if source is None:
+        return {}
+    ensure_speedups(source.resolve())
+    return {"PYTHONPATH": str(source.resolve() / "src")}
+
+
+def ensure_speedups(source: Path) -> None:
+    """Build aiodatabases' C extension into ``source``'s ``src/`` unless it is there.
+
+    Built as a wheel with pip (in an isolated build environment, as an install would) and the
+    extension taken out of it, for the interpreter running this.
+
+    Raises:
+        ServerError: The extension could not be built.
+    """
+    package = source / "src" / "aiodatabases"
+    if not (package / "_crecords.c").exists() or any(package.glob("_crecords*.so")):
+        return
+    log(f"building the C speedups of {source} ...")
+    with tempfile.TemporaryDirectory() as tmp:
+        built = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp, str(source)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        wheels = list(Path(tmp).glob("*.whl"))
+        if built.returncode != 0 or not wheels:
+            raise ServerError(f"building {source} failed:\n{built.stdout}{built.stderr}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            names = [n for n in wheel.namelist() if n.startswith("aiodatabases/_crecords")]
+            names = [n for n in names if n.endswith(".so")]
+            if not names:
+                raise ServerError(f"the wheel of {source} holds no compiled _crecords")
+            (package / Path(names[0]).name).write_bytes(wheel.read(names[0]))
 
 
 def migrate_notes(
