@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import sqlite3
@@ -174,14 +175,17 @@ async def sample_memory(
 ) -> None:
     """Record the server's RSS (KiB) once a second, and its live memory (``/_probe/memory``)
     every 10 s, until cancelled."""
-    while True:
+    for tick in itertools.count():
         value = common.rss_kib(pid)
         if value is not None:
             samples.append((time.monotonic() - started, value))
-        if len(samples) % 10 == 1:
-            status, answer = await asyncio.to_thread(
-                common.request_json, "GET", base + "/_probe/memory", timeout=10.0
-            )
+        if tick % 10 == 0:
+            try:
+                status, answer = await asyncio.to_thread(
+                    common.request_json, "GET", base + "/_probe/memory", timeout=10.0
+                )
+            except OSError:  # the server is gone or stuck: the load's own checks say so
+                status, answer = 0, None
             if status == 200 and isinstance(answer, dict):
                 live.append({"t": round(time.monotonic() - started, 1)} | answer)
         await asyncio.sleep(1.0)

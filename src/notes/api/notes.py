@@ -89,9 +89,13 @@ def _not_modified(note: Note, if_none_match: str | None) -> bool:
     return any(value == current for _, value in _entity_tags(if_none_match))
 
 
+def _etag_headers(note: Note) -> dict[str, str]:
+    """The headers every answer carrying a note has: its ETag, and revalidate before reuse."""
+    return {"ETag": note.etag, "Cache-Control": "no-cache"}
+
+
 def _with_etag(response: Response, note: Note) -> Note:
-    response.headers["ETag"] = note.etag
-    response.headers["Cache-Control"] = "no-cache"
+    response.headers.update(_etag_headers(note))
     return note
 
 
@@ -141,11 +145,7 @@ async def create_note(note: NoteIn, request: Request) -> Response:
         created.model_dump_json(),
         status_code=status.HTTP_201_CREATED,
         media_type="application/json",
-        headers={
-            "Location": f"{_collection_url(request)}/{created.id}",
-            "ETag": created.etag,
-            "Cache-Control": "no-cache",
-        },
+        headers={"Location": f"{_collection_url(request)}/{created.id}", **_etag_headers(created)},
     )
 
 
@@ -258,7 +258,7 @@ async def get_note(
     if _not_modified(note, if_none_match):
         return Response(
             status_code=status.HTTP_304_NOT_MODIFIED,
-            headers={"ETag": note.etag, "Cache-Control": "no-cache"},
+            headers=_etag_headers(note),
         )
     return _with_etag(response, note)
 
