@@ -15,7 +15,7 @@ from .api import auth_router, health_router, install_docs, notes_router, users_r
 from .auth import Auth
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
-from .memory import tune_malloc
+from .memory import collector_tuned, tune_malloc
 from .repository import utc_now
 from .search_index import SearchIndexer
 from .settings import Settings
@@ -35,17 +35,22 @@ Notes belong to accounts: register at `POST /api/auth/register`, then use **Auth
 """
 
 
-def _index_search(
-    database: aiodatabases.Database, interval: float
+def _running(
+    database: aiodatabases.Database, settings: Settings
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The lifespan of SQLite's background search indexer (``notes.search_index``)."""
+    """The lifespan inside the database's: SQLite's background search indexer
+    (``notes.search_index``), and Python's collector tuned (``notes.memory``)."""
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
-        indexer = SearchIndexer(database, interval=interval)
+        indexer = SearchIndexer(database, interval=settings.search_index_interval)
         indexer.start()
         try:
-            yield
+            if settings.tune_gc:
+                with collector_tuned():
+                    yield
+            else:
+                yield
         finally:
             await indexer.stop()
 
@@ -127,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Notes",
         version=aiodatabases.__version__,
         description=DESCRIPTION,
-        lifespan=lifespan(database, inner=_index_search(database, settings.search_index_interval)),
+        lifespan=lifespan(database, inner=_running(database, settings)),
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,

@@ -28,10 +28,12 @@ class BodyTooLarge(HTTPException):
 class BodySizeLimit:
     """Answer 413 to HTTP requests whose body is over ``limit`` bytes.
 
-    A ``Content-Length`` over the limit is refused before the body is read. A body without
-    one (chunked) is counted as it arrives, and refused as soon as it passes the limit:
-    never more than ``limit`` bytes plus one chunk are read. Stateless; shared by all
-    requests.
+    A ``Content-Length`` over the limit is refused before the body is read; one within it
+    lets the request through untouched (the server delivers no more body than it declares, as
+    HTTP requires), as does an HTTP/1 request with neither ``Content-Length`` nor
+    ``Transfer-Encoding``, which has no body. A body without a length (chunked, or HTTP/2's
+    streams) is counted as it arrives, and refused as soon as it passes the limit: never more
+    than ``limit`` bytes plus one chunk are read. Stateless; shared by all requests.
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
@@ -43,9 +45,12 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared, framed = _framing(scope)
         if declared is not None and declared > self.limit:
             await self._refuse(scope, receive, send)
+            return
+        if not framed and (declared is not None or scope.get("http_version") in _HTTP1):
+            await self.app(scope, receive, send)  # a body within its length, or none at all
             return
         received = 0
         started = False
@@ -81,11 +86,25 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-def _content_length(scope: Scope) -> int | None:
+_HTTP1 = frozenset({"1.0", "1.1"})
+
+
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The request's declared body length (None: none, or not a number), and whether anything
+    else frames its body: ``Transfer-Encoding`` (which overrides a length, RFC 9112 6.3) or a
+    ``Content-Length`` that is not a number or not the only one."""
+    declared: int | None = None
+    lengths = 0
+    framed = False
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
+            lengths += 1
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None
-    return None
+                framed = True
+        elif name == b"transfer-encoding":
+            framed = True
+    if lengths > 1 or (declared is not None and declared < 0):
+        framed = True
+    return declared, framed

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         "notes for search (a search indexes what is still waiting first).",
     )
     docs: bool = Field(default=True, description="Serve /docs, /redoc and /openapi.json.")
+    tune_gc: bool = Field(
+        default=True,
+        description="While running, freeze the objects made at startup out of Python's garbage "
+        "collections and collect its youngest generation less often (notes.memory).",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     jwt_secret: SecretStr | None = Field(

@@ -115,8 +115,14 @@ def notes_url(
 
 @pytest.fixture
 def settings(notes_url: str) -> Settings:
-    """Settings of an app on the test database."""
-    return Settings(database_url=SecretStr(notes_url), jwt_secret=SecretStr(TEST_SECRET))
+    """Settings of an app on the test database.
+
+    Without the collector's tuning: it makes a full collection at every start, and the tests
+    start an app each (test_memory.py runs it).
+    """
+    return Settings(
+        database_url=SecretStr(notes_url), jwt_secret=SecretStr(TEST_SECRET), tune_gc=False
+    )
 
 
 @pytest.fixture

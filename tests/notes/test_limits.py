@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from starlette.types import Message, Receive, Scope, Send
 
 from notes import Settings, create_app
+from notes.limits import BodySizeLimit
 from notes.settings import MAX_BODY_SIZE
 
 from .helpers import assert_problem
@@ -147,3 +148,40 @@ def test_limit_is_a_setting() -> None:
     """NOTES_MAX_BODY_SIZE defaults to 1 MiB."""
     assert Settings().max_body_size == 1024 * 1024
     assert isinstance(create_app(Settings(jwt_secret=SecretStr("s" * 40))), FastAPI)
+
+
+async def _through(scope_headers: list[tuple[bytes, bytes]], http_version: str = "1.1") -> bool:
+    """Run BodySizeLimit (limit 100) around an app that reads the body; return whether the
+    app got the server's own receive (True) or a counting one."""
+    seen: list[Receive] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(receive)
+        await receive()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"x" * 10, "more_body": False}
+
+    async def send(message: Message) -> None:
+        pass
+
+    scope = {"type": "http", "http_version": http_version, "headers": scope_headers, "path": "/"}
+    await BodySizeLimit(inner, limit=100)(scope, receive, send)
+    return seen[0] is receive
+
+
+async def test_only_bodies_without_a_trusted_length_are_counted() -> None:
+    """A valid Content-Length within the limit, or an HTTP/1 request with no body, reaches the
+    app untouched; chunked bodies, HTTP/2 streams without a length, and lengths that are not
+    a single number are counted as they arrive."""
+    assert await _through([(b"content-length", b"10")])
+    assert await _through([])
+    assert await _through([], http_version="1.0")
+    assert not await _through([(b"transfer-encoding", b"chunked")])
+    assert not await _through([(b"content-length", b"10"), (b"transfer-encoding", b"chunked")])
+    assert not await _through([], http_version="2")
+    assert not await _through([(b"content-length", b"ten")])
+    assert not await _through([(b"content-length", b"10"), (b"content-length", b"20")])
+    assert not await _through([(b"content-length", b"-1")])

@@ -1,8 +1,9 @@
-"""The service tunes glibc's malloc: freed large buffers go back to the system, and threads
-share two arenas instead of keeping one each."""
+"""The service tunes glibc's malloc (freed large buffers go back to the system, and threads
+share two arenas instead of keeping one each) and, while it runs, Python's collector."""
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import subprocess
@@ -11,10 +12,12 @@ import textwrap
 
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from aiodatabases import DatabaseURL
+from notes import Settings, create_app
 from notes.app import SQLITE_CACHE_KIB, database_options
-from notes.memory import ARENA_MAX, tune_malloc
+from notes.memory import ARENA_MAX, GC_THRESHOLD, collector_tuned, tune_malloc
 
 glibc_only = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
@@ -159,3 +162,109 @@ async def test_the_service_database_runs_with_the_bounded_cache(app: FastAPI) ->
     if database.url.dialect != "sqlite":
         pytest.skip("SQLite only")
     assert await database.fetch_val("PRAGMA cache_size") == -SQLITE_CACHE_KIB
+
+
+# Holds 5,000 live dicts (as requests in flight hold their objects), frees them, three times,
+# and prints how many collections of the youngest generation that took.
+_YOUNG = textwrap.dedent(
+    """
+    import gc, sys
+    from notes.memory import collector_tuned
+
+    young = []
+    gc.callbacks.append(
+        lambda phase, info: young.append(1) if phase == "start" and info["generation"] == 0
+        else None
+    )
+
+    def load():
+        for _ in range(3):
+            held = [{} for _ in range(5000)]
+            del held
+
+    if sys.argv[1] == "tune":
+        with collector_tuned():
+            young.clear()
+            load()
+            print(len(young))
+    else:
+        young.clear()
+        load()
+        print(len(young))
+    """
+)
+
+
+def test_the_youngest_generation_waits_for_more_objects_when_tuned() -> None:
+    """5,000 objects alive at once cost CPython's default collector several young passes;
+    tuned, none."""
+    if gc.get_threshold()[0] >= GC_THRESHOLD:
+        pytest.skip(f"this interpreter's threshold is already {gc.get_threshold()[0]}")
+    assert _run(_YOUNG, "plain") >= 3
+    assert _run(_YOUNG, "tune") == 0
+
+
+def test_collector_tuned_freezes_and_restores() -> None:
+    """In the block the objects that existed are frozen and the threshold raised; after it,
+    nothing stays frozen and the threshold is what it was."""
+    before = gc.get_threshold()
+    if before[0] >= GC_THRESHOLD or not gc.isenabled():
+        pytest.skip(f"this interpreter's collector is already tuned: {before}")
+    kept: list[object] = [[], "made before"]  # a list is always tracked by the collector
+    with collector_tuned() as tuned:
+        assert tuned
+        assert gc.get_threshold() == (GC_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0
+        assert not any(o is kept for o in gc.get_objects())  # frozen: out of every generation
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    assert any(o is kept for o in gc.get_objects())
+
+
+def test_a_collector_set_by_someone_else_is_left_alone() -> None:
+    """Switched off, or with a higher threshold already: nothing is frozen or changed."""
+    before = gc.get_threshold()
+    gc.disable()
+    try:
+        with collector_tuned() as tuned:
+            assert not tuned
+            assert gc.get_freeze_count() == 0
+            assert gc.get_threshold() == before
+    finally:
+        gc.enable()
+    gc.set_threshold(GC_THRESHOLD * 2, *before[1:])
+    try:
+        with collector_tuned() as tuned:
+            assert not tuned
+            assert gc.get_threshold() == (GC_THRESHOLD * 2, *before[1:])
+    finally:
+        gc.set_threshold(*before)
+
+
+async def test_the_running_service_tunes_the_collector_unless_told_not_to(
+    settings: Settings,
+) -> None:
+    """While the app's lifespan runs the collector is tuned; at its end it is restored.
+    With tune_gc off it is never touched."""
+    before = gc.get_threshold()
+    if before[0] >= GC_THRESHOLD or not gc.isenabled():
+        pytest.skip(f"this interpreter's collector is already tuned: {before}")
+    app = create_app(settings.model_copy(update={"tune_gc": True}))
+    async with app.router.lifespan_context(app):
+        assert gc.get_threshold()[0] == GC_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    app = create_app(settings.model_copy(update={"tune_gc": False}))
+    async with app.router.lifespan_context(app):
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() == 0
+
+
+def test_tune_gc_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On by default; NOTES_TUNE_GC=false switches it off."""
+    secret = SecretStr("x" * 48)
+    monkeypatch.delenv("NOTES_TUNE_GC", raising=False)
+    assert Settings(jwt_secret=secret).tune_gc
+    monkeypatch.setenv("NOTES_TUNE_GC", "false")
+    assert not Settings(jwt_secret=secret).tune_gc
