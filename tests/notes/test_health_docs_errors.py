@@ -68,6 +68,26 @@ async def test_openapi_describes_the_notes_api(client: httpx.AsyncClient) -> Non
     assert "Problem" in schema["components"]["schemas"]
 
 
+async def test_openapi_every_notes_operation_needs_the_bearer_token(
+    client: httpx.AsyncClient,
+) -> None:
+    """Routes that read the caller themselves (for speed) still declare the scheme, and the
+    read route keeps its documented parameters and response."""
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path, operations in paths.items():
+        if path.startswith("/api/notes"):
+            for method, operation in operations.items():
+                assert operation.get("security") == [{"OAuth2PasswordBearer": []}], (method, path)
+    read = paths["/api/notes/{note_id}"]["get"]
+    assert [(p["name"], p["in"]) for p in read["parameters"]] == [
+        ("note_id", "path"),
+        ("if-none-match", "header"),
+    ]
+    assert read["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Note"
+    }
+
+
 async def test_openapi_lists_accounts_then_notes_then_health(client: httpx.AsyncClient) -> None:
     """The document reads in order: log in first, then the notes, then the probes.
 

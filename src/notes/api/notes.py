@@ -249,18 +249,21 @@ async def list_notes(request: Request) -> Response:
         304: {"description": "Not modified: If-None-Match holds the current ETag."},
         404: {**_PROBLEM, "description": "No such note."},
     },
+    # As the create route: the repository is read by the route, the scheme declared here.
+    openapi_extra={"security": [{get_repository.scheme_name: []}]},
 )
 async def get_note(
-    note_id: NoteId, response: Response, repository: Repository, if_none_match: IfNoneMatch = None
-) -> Any:
+    note_id: NoteId, request: Request, if_none_match: IfNoneMatch = None
+) -> Response:
     """Return a note with its ETag; 304 when the client's copy (If-None-Match) is current."""
+    repository = await get_repository(request)
     note = await repository.get(note_id)
     if _not_modified(note, if_none_match):
-        return Response(
-            status_code=status.HTTP_304_NOT_MODIFIED,
-            headers=_etag_headers(note),
-        )
-    return _with_etag(response, note)
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=_etag_headers(note))
+    # The Note (response_model) as FastAPI writes it, without validating it again.
+    return Response(
+        note.model_dump_json(), media_type="application/json", headers=_etag_headers(note)
+    )
 
 
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
