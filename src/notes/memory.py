@@ -31,12 +31,12 @@ wins).
 Python's cyclic garbage collector is tuned while the service runs (``collector_tuned``). Its
 youngest generation is collected whenever 700 more container objects have been made than
 freed, and 64 requests in flight hold more than that between them: under 64 connections of
-creates on SQLite the service ran about 130 young collections a second, and every hundredth
+creates on SQLite the service ran about 130 young collections a second, and about every 130th
 of those examined all 110,000 objects of the process (66 ms each, the loop stopped meanwhile).
 Measured over 8 s of that load: 0.87 s in the collector. The objects made at startup (the
 application, its routes and models, SQLAlchemy's tables) are frozen out of the collector's
 passes, and the youngest generation waits for 10,000: with both, the same 8 s ran one young
-collection, and the service served 15-19% more creates (benchmarks/README.md).
+collection, and the service served 8-22% more creates (three paired runs; docs/notes.md).
 """
 
 from __future__ import annotations

@@ -391,6 +391,36 @@ async def test_tasks_waiting_on_a_full_pool_get_released_connections_and_cancell
         assert await db.fetch_val("SELECT 2") == 2
 
 
+async def test_callers_of_a_busy_growing_pool_are_served_in_turn(pg_url: str) -> None:
+    """64 tasks querying in a loop on a pool that grows from 1 to 4 connections, each
+    yielding a few loop turns between its queries (as requests arriving from a network
+    do): every task gets its turn, none is passed over while others go on.
+
+    A caller woken by asyncpg's pool for a connection just put back could find it taken by
+    a newcomer and then queue again behind everyone; under steady load, the first callers
+    of a growing pool waited until the load stopped."""
+    rng = random.Random(1)
+    async with Database(pg_url, min_size=1, max_size=4, pool_timeout=30) as db:
+        counts = [0] * 64
+        total = 0
+
+        async def work(index: int) -> None:
+            nonlocal total
+            while total < 64 * 60:
+                assert await db.fetch_val("SELECT 1") == 1
+                counts[index] += 1
+                total += 1
+                for _ in range(rng.randrange(3)):
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*(work(index) for index in range(64)))
+        # Before, the first callers did about 0.75x the mean and others 1.4x.
+        assert min(counts) >= 0.9 * 60, sorted(counts)
+        assert max(counts) <= 1.1 * 60 + 1, sorted(counts)
+        stats = db.pool_stats()
+        assert (stats.size, stats.in_use) == (4, 0)  # it grew to max_size all the same
+
+
 @pytest.mark.timeout(30)
 async def test_cancelled_query_stops_on_the_server_and_its_connection_is_closed(
     pg: Database, pg_url: str

@@ -18,6 +18,7 @@ cancelled mid-flight is closed once the server has stopped the statement, never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -438,9 +439,10 @@ class AsyncpgBackend(Backend):
         self._idle: list[AsyncpgConnection] = []  # the fast lane, most recently used last
         self._out = 0  # connections held by callers
         self._waiting = 0  # callers waiting for asyncpg's pool
-        # Callers waiting while all max_size connections are held: release() hands a clean
-        # connection straight to the first (or wakes it with None to look in asyncpg's pool).
-        self._handoff: deque[asyncio.Future[AsyncpgConnection | None]] = deque()
+        # Callers waiting for a connection, in order of arrival: release() hands a clean
+        # connection straight to the first, or wakes it to look in asyncpg's pool.
+        self._handoff: deque[_Ticket] = deque()
+        self._opening = 0  # new connections being opened for callers (see _take)
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._trim_handle: asyncio.TimerHandle | None = None
@@ -494,7 +496,7 @@ class AsyncpgBackend(Backend):
             return
         self._closing = True
         while self._handoff:
-            self._wake(self._handoff.popleft())
+            self._handoff.popleft().wake()
         if self._trim_handle is not None:
             self._trim_handle.cancel()
             self._trim_handle = None
@@ -592,7 +594,7 @@ class AsyncpgBackend(Backend):
             if await self._alive(conn._con):
                 break
         else:
-            if self._out >= self.max_size:
+            if self._handoff or self._must_wait():
                 handed = await self._wait_handoff()
                 if handed is not None:
                     return handed
@@ -601,55 +603,83 @@ class AsyncpgBackend(Backend):
         self._out += 1
         return conn
 
+    def _must_wait(self) -> bool:
+        """Whether a caller without a connection has to queue for one.
+
+        It has to while callers hold all ``max_size`` connections, and while others wait in
+        asyncpg's pool, unless a new connection may be opened: asyncpg's queue lets a
+        newcomer take a connection that was just put back for the caller it woke, and that
+        caller then queues again behind everyone; under steady load the first callers of a
+        growing pool waited there until the load stopped.
+        """
+        if self._out >= self.max_size:
+            return True
+        return bool(self._waiting) and not self._may_open()
+
+    def _may_open(self) -> bool:
+        """Whether asyncpg's pool has a slot for a connection that nobody is opening yet."""
+        pool = self._pool
+        return pool is not None and pool.get_size() + self._opening < self.max_size
+
     async def _wait_handoff(self) -> AsyncpgConnection | None:
-        """Wait, while every connection is held by a caller, for ``release()`` to hand one.
+        """Wait in line until ``release()`` hands this caller a connection, or its turn comes
+        to take one from asyncpg's pool (``_must_wait()`` is false and it is first).
 
         Passing a just-used connection from one task to the next directly saves the trip
         through asyncpg's pool (a task, its queue and timeouts) on every call of a busy pool.
+        A caller keeps its place in the line however often it is woken to look again.
         Returns the connection, already counted as held, or ``None`` when the caller should
-        take one from asyncpg's pool instead (one went back there, or may be opened).
+        take one from asyncpg's pool instead.
         """
         loop = asyncio.get_running_loop()
         limit = self.pool_timeout
         deadline = None if limit is None else loop.time() + limit
-        while self._out >= self.max_size:
-            self._require_pool()
-            remaining = _RECHECK if deadline is None else deadline - loop.time()
-            if remaining <= 0:
-                raise exceptions.PoolTimeoutError(
-                    f"no connection became free within {self.pool_timeout} s "
-                    f"(all {self.max_size} in use); raise max_size or pool_timeout"
-                )
-            waiter: asyncio.Future[AsyncpgConnection | None] = loop.create_future()
-            self._handoff.append(waiter)
-            timer = loop.call_later(min(_RECHECK, remaining), self._wake, waiter)
-            try:
-                handed = await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    late = waiter.result()
-                    if late is not None:
-                        self.release(late)  # handed over just as we were cancelled
-                raise
-            finally:
-                timer.cancel()
-            if handed is not None:
-                return handed
-        return None
-
-    @staticmethod
-    def _wake(waiter: asyncio.Future[AsyncpgConnection | None]) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
+        ticket = _Ticket()
+        handoff = self._handoff
+        handoff.append(ticket)
+        try:
+            while True:
+                if ticket.conn is not None:
+                    return ticket.conn
+                self._require_pool()
+                while handoff[0].gone:
+                    handoff.popleft()
+                if handoff[0] is ticket and not self._must_wait():
+                    handoff.popleft()
+                    ticket.gone = True
+                    self._feed()  # the next in line may go on too (another slot may be free)
+                    return None
+                remaining = _RECHECK if deadline is None else deadline - loop.time()
+                if remaining <= 0:
+                    raise exceptions.PoolTimeoutError(
+                        f"no connection became free within {self.pool_timeout} s "
+                        f"(all {self.max_size} in use); raise max_size or pool_timeout"
+                    )
+                ticket.future = waiter = loop.create_future()
+                timer = loop.call_later(min(_RECHECK, remaining), ticket.wake)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+        except BaseException:
+            if not ticket.gone:
+                ticket.gone = True
+                with contextlib.suppress(ValueError):
+                    handoff.remove(ticket)
+                self._feed()  # the next in line may be able to go on now
+            late, ticket.conn = ticket.conn, None
+            if late is not None:
+                self.release(late)  # handed over just as we were cancelled
+            raise
 
     def _feed(self) -> None:
-        """Wake the first caller waiting for a handed-over connection to look again."""
+        """Wake the first caller in line to look again (a connection went to asyncpg's pool,
+        or a slot opened)."""
         handoff = self._handoff
-        while handoff:
-            waiter = handoff.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        while handoff and handoff[0].gone:
+            handoff.popleft()
+        if handoff:
+            handoff[0].wake()
 
     async def checkout(self) -> Any:
         """Take a working connection (asyncpg's pool proxy) out of asyncpg's pool."""
@@ -689,14 +719,20 @@ class AsyncpgBackend(Backend):
         Abandoning a connection halfway through its handshake would waste the server's work
         and leave asyncpg's handshake future unread.
         """
-        if pool.get_idle_size() or pool.get_size() >= self.max_size:
+        if pool.get_idle_size() or not self._may_open():
             return await pool.acquire()
+        self._opening += 1
         opening = self._spawn(_acquire(pool))
+        opening.add_done_callback(self._opened)
         try:
             return await asyncio.shield(opening)
         except BaseException:
             opening.add_done_callback(self._give_back_orphan)
             raise
+
+    def _opened(self, opening: asyncio.Task[Any]) -> None:
+        self._opening -= 1
+        self._feed()
 
     def _give_back_orphan(self, opening: asyncio.Task[Any]) -> None:
         if (
@@ -761,11 +797,13 @@ class AsyncpgBackend(Backend):
             return
         handoff = self._handoff
         while handoff:
-            waiter = handoff.popleft()
-            if not waiter.done():
+            ticket = handoff.popleft()
+            if not ticket.gone:
+                ticket.gone = True
                 connection._held = True
                 self._out += 1
-                waiter.set_result(connection)
+                ticket.conn = connection
+                ticket.wake()
                 return
         con.aiodb_used = time.monotonic()
         self._idle.append(connection)
@@ -816,6 +854,23 @@ class AsyncpgBackend(Backend):
             return PoolStats(0, 0, 0, self.max_size)
         idle = len(self._idle) + pool.get_idle_size()
         return PoolStats(pool.get_size(), idle, self._out, self.max_size)
+
+
+class _Ticket:
+    """A caller's place in the line for a connection (``AsyncpgBackend._wait_handoff``)."""
+
+    __slots__ = ("conn", "future", "gone")
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[None] | None = None
+        self.conn: AsyncpgConnection | None = None  # handed over by release()
+        self.gone = False  # out of the line: served, left for asyncpg's pool, or cancelled
+
+    def wake(self) -> None:
+        """Let the caller look again (or take what was handed to it)."""
+        future = self.future
+        if future is not None and not future.done():
+            future.set_result(None)
 
 
 async def _acquire(pool: Any) -> Any:
