@@ -642,10 +642,13 @@ class AsyncpgBackend(Backend):
                 if ticket.conn is not None:
                     return ticket.conn
                 self._require_pool()
-                while handoff[0].gone:
+                while handoff and handoff[0].gone:
                     handoff.popleft()
-                if handoff[0] is ticket and not self._must_wait():
-                    handoff.popleft()
+                # First in line (or the line was emptied by a disconnect and reconnect).
+                first = not handoff or handoff[0] is ticket
+                if first and not self._must_wait():
+                    if handoff:
+                        handoff.popleft()
                     ticket.gone = True
                     self._feed()  # the next in line may go on too (another slot may be free)
                     return None
