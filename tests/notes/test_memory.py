@@ -164,7 +164,7 @@ async def test_the_service_database_runs_with_the_bounded_cache(app: FastAPI) ->
     assert await database.fetch_val("PRAGMA cache_size") == -SQLITE_CACHE_KIB
 
 
-# Holds 5,000 live dicts (as requests in flight hold their objects), frees them, three times,
+# Holds 5,000 live lists (as requests in flight hold their objects), frees them, three times,
 # and prints how many collections of the youngest generation that took.
 _YOUNG = textwrap.dedent(
     """
@@ -179,7 +179,7 @@ _YOUNG = textwrap.dedent(
 
     def load():
         for _ in range(3):
-            held = [{} for _ in range(5000)]
+            held = [[] for _ in range(5000)]
             del held
 
     if sys.argv[1] == "tune":
