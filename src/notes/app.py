@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from fastapi import FastAPI
@@ -46,10 +46,7 @@ def _running(
         indexer = SearchIndexer(database, interval=settings.search_index_interval)
         indexer.start()
         try:
-            if settings.tune_gc:
-                with collector_tuned():
-                    yield
-            else:
+            with collector_tuned() if settings.tune_gc else nullcontext():
                 yield
         finally:
             await indexer.stop()
