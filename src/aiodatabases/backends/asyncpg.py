@@ -642,12 +642,10 @@ class AsyncpgBackend(Backend):
                 if ticket.conn is not None:
                     return ticket.conn
                 self._require_pool()
-                while handoff and handoff[0].gone:
-                    handoff.popleft()
                 # First in line (or the line was emptied by a disconnect and reconnect).
-                first = not handoff or handoff[0] is ticket
-                if first and not self._must_wait():
-                    if handoff:
+                first = self._first_in_line()
+                if first in (None, ticket) and not self._must_wait():
+                    if first is not None:
                         handoff.popleft()
                     ticket.gone = True
                     self._feed()  # the next in line may go on too (another slot may be free)
@@ -678,11 +676,16 @@ class AsyncpgBackend(Backend):
     def _feed(self) -> None:
         """Wake the first caller in line to look again (a connection went to asyncpg's pool,
         or a slot opened)."""
+        first = self._first_in_line()
+        if first is not None:
+            first.wake()
+
+    def _first_in_line(self) -> _Ticket | None:
+        """The first caller still in line; tickets of those gone are dropped on the way."""
         handoff = self._handoff
         while handoff and handoff[0].gone:
             handoff.popleft()
-        if handoff:
-            handoff[0].wake()
+        return handoff[0] if handoff else None
 
     async def checkout(self) -> Any:
         """Take a working connection (asyncpg's pool proxy) out of asyncpg's pool."""
