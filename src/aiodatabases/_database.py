@@ -293,12 +293,7 @@ class Database:
         connection = self._held()
         if connection is not None:
             return await connection.execute(query, values)
-        backend = self._require_backend("execute")
-        raw = backend.acquire_nowait() or await backend.acquire()
-        try:
-            return await raw.execute(query, values)
-        finally:
-            backend.release(raw)
+        return await self._require_backend("execute").execute_detached(query, values)
 
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement once per item of ``values``: one batched call, all or nothing."""

@@ -139,3 +139,12 @@ class Backend(ABC):
     @abstractmethod
     def pool_stats(self) -> PoolStats:
         """Return the pool's current counts."""
+
+    async def execute_detached(self, query: Query, values: Mapping[str, Any] | None) -> Any:
+        """Run one statement on a pooled connection held only for it (``Database.execute``
+        when the task holds no connection); a backend may run it along with others."""
+        connection = self.acquire_nowait() or await self.acquire()
+        try:
+            return await connection.execute(query, values)
+        finally:
+            self.release(connection)

@@ -435,28 +435,52 @@ class SQLiteConnection(BackendConnection):
     async def execute(self, query: Query, values: Mapping[str, Any] | None) -> Any:
         """Run a statement; return the new row id, the changed-row count or a RETURNING value."""
         entry, sql, args = self._compiler.prepare(query, values)
+        return await self.execute_prepared(entry, sql, args)
+
+    async def execute_prepared(self, entry: CompiledQuery, sql: str, args: Sequence[Any]) -> Any:
+        """``execute`` of a statement the compiler has prepared."""
         raw = self._raw
-        kind = entry.kind if entry is not None else Kind.OTHER
+        kind = entry.kind
 
         def job() -> Any:
-            cursor = raw.execute(sql, args)
-            if cursor.description is not None:
-                rows = cursor.fetchall()
-                return ("rows", rows, cursor.description)
-            if kind == Kind.INSERT:
-                return cursor.lastrowid if cursor.rowcount != 0 else None
-            return cursor.rowcount
+            return _outcome(raw.execute(sql, args), kind)
 
         try:
-            result = await self._run(job, entry.readonly if entry else False, entry)
+            result = await self._run(job, entry.readonly, entry)
         except sqlite3.Error as exc:
             raise translate(exc) from None
-        if isinstance(result, tuple):
-            _, rows, description = result
-            if not rows:
-                return None
-            return self._compiler.meta_for(entry, [d[0] for d in description]).record(rows[0])[0]
-        return result
+        return self.execute_result(entry, result)
+
+    def execute_result(self, entry: CompiledQuery, result: Any) -> Any:
+        """What ``execute`` returns for the ``_outcome`` of its statement."""
+        return _returned(self._compiler, entry, result)
+
+    def run_group(self, members: Sequence[_Member]) -> list[Any] | None:
+        """Run the statements of a group commit in one transaction, on the loop; return their
+        ``_outcome``s once committed, or ``None`` (nothing committed) if any of them failed or
+        ran over the budget: each is then run again on its own, as it would have been.
+
+        The caller holds the writer lock. Nobody learns an outcome before COMMIT returned.
+        """
+        raw = self._raw
+
+        def job() -> list[Any]:
+            raw.execute("BEGIN IMMEDIATE")
+            outcomes = [_outcome(raw.execute(m.sql, m.args), m.entry.kind) for m in members]
+            raw.execute("COMMIT")
+            return outcomes
+
+        try:
+            return self._on_loop(job, abortable=True)
+        except Exception:
+            # A failed statement, a constraint checked at COMMIT, the budget, another
+            # process's lock: undo the whole group (SQLite may have done so already).
+            if raw.in_transaction:
+                try:
+                    raw.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the pool's reset() closes a connection still in a transaction
+            return None
 
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement for every set of values in one ``executemany``, atomically."""
@@ -610,6 +634,26 @@ class SQLiteConnection(BackendConnection):
         except Exception:
             return False
         return not self._raw.in_transaction
+
+
+def _outcome(cursor: sqlite3.Cursor, kind: int) -> Any:
+    """What a statement run by ``execute`` left: RETURNING rows, a new row id or a count."""
+    if cursor.description is not None:
+        rows = cursor.fetchall()
+        return ("rows", rows, cursor.description)
+    if kind == Kind.INSERT:
+        return cursor.lastrowid if cursor.rowcount != 0 else None
+    return cursor.rowcount
+
+
+def _returned(compiler: Compiler, entry: CompiledQuery, outcome: Any) -> Any:
+    """What ``execute`` returns for a statement's ``_outcome``: the first RETURNING value."""
+    if isinstance(outcome, tuple):
+        _, rows, description = outcome
+        if not rows:
+            return None
+        return compiler.meta_for(entry, [d[0] for d in description]).record(rows[0])[0]
+    return outcome
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -811,6 +855,120 @@ class _Checkpointer:
             raw.close()
 
 
+class _Member:
+    """One statement waiting in a group commit, and the future its caller awaits."""
+
+    __slots__ = ("args", "entry", "future", "sql")
+
+    def __init__(
+        self, future: asyncio.Future[Any], entry: CompiledQuery, sql: str, args: Sequence[Any]
+    ) -> None:
+        self.future = future
+        self.entry = entry
+        self.sql = sql
+        self.args = args
+
+
+#: A member's future's result when its statement must run on its own after all.
+_ALONE: Any = object()
+
+#: The statements a group commit may take: plain writes, whose outcome is theirs alone.
+_GROUPABLE = frozenset({Kind.INSERT, Kind.UPDATE, Kind.DELETE})
+
+
+class _GroupCommit:
+    """Commits the writes that several tasks make at once in one transaction.
+
+    On a WAL database most of an autocommitted insert's cost is its commit: writing the
+    changed pages to the WAL, one frame each. Under concurrent load the same pages change in
+    every commit, so one transaction for the statements that arrive together writes them
+    once. A write made with no connection held (``Database.execute``), outside any
+    transaction, joins a group when another task has written in the same turn of the event
+    loop (or did in the last one, while the load lasts); the group runs in the next turn, in
+    one ``BEGIN IMMEDIATE`` ... ``COMMIT`` on one pooled connection, under the writer lock,
+    and each caller gets its own statement's outcome once the group has committed. If any
+    statement fails (or the group runs over the loop's budget) the whole group is rolled back
+    and every statement runs again on its own, so each caller sees what it would have seen
+    alone, its own error included. A lone writer never waits for a group.
+    """
+
+    def __init__(self, backend: SQLiteBackend) -> None:
+        self._backend = backend
+        self._members: list[_Member] = []
+        self._flushes: set[asyncio.Task[None]] = set()
+        # The turn of the loop being watched: the first task that wrote in it, and whether
+        # another one did too; ``_busy``: whether the last watched turn had two writers.
+        self._watching = False
+        self._first: asyncio.Task[Any] | None = None
+        self._crowded = False
+        self._busy = False
+
+    def wanted(self) -> bool:
+        """Whether the current task's write should join a group (counts it as a write)."""
+        if self._members:
+            return True
+        task = asyncio.current_task()
+        if not self._watching:
+            self._watching = True
+            self._first = task
+            self._crowded = False
+            loop = self._backend._loop or asyncio.get_running_loop()
+            loop.call_soon(self._end_turn)
+            return self._busy
+        if task is not self._first:
+            self._crowded = True
+            return True
+        return False
+
+    def _end_turn(self) -> None:
+        self._watching = False
+        self._first = None
+        self._busy = self._crowded
+
+    async def run(self, entry: CompiledQuery, sql: str, args: Sequence[Any]) -> Any:
+        """Wait for the group to commit; return the statement's ``_outcome``, or ``_ALONE``."""
+        loop = self._backend._loop or asyncio.get_running_loop()
+        member = _Member(loop.create_future(), entry, sql, args)
+        if not self._members:
+            flush = loop.create_task(self._flush())
+            self._flushes.add(flush)
+            flush.add_done_callback(self._flushes.discard)
+        self._members.append(member)
+        return await member.future
+
+    async def _flush(self) -> None:
+        # Runs in the loop's next turn: every member of this turn has joined by now.
+        members, self._members = self._members, []
+        backend = self._backend
+        outcomes: list[Any] | None = None
+        live: list[_Member] = []
+        try:
+            connection = backend.acquire_nowait() or await backend.acquire()
+            try:
+                await connection.wait_idle()
+                await backend.lock_writes()
+                try:
+                    # No await from here to the end of the group: a caller cancelled until
+                    # now is left out, and none can be cancelled while it runs.
+                    live = [m for m in members if not m.future.done()]
+                    if len(live) > 1:
+                        outcomes = connection.run_group(live)
+                finally:
+                    backend.unlock_writes()
+            finally:
+                backend.release(connection)
+        except Exception:  # every member then runs alone and meets the error itself
+            pass
+        finally:
+            if outcomes is not None:
+                for member, outcome in zip(live, outcomes, strict=True):
+                    if not member.future.done():
+                        member.future.set_result(outcome)
+            for member in members:
+                if not member.future.done():
+                    member.future.set_result(_ALONE)
+
+
 class SQLiteBackend(Backend):
     """SQLite through the stdlib driver; one per ``Database``.
 
@@ -823,7 +981,8 @@ class SQLiteBackend(Backend):
     as ``PRAGMA cache_size``: pages, or KiB when negative; SQLite's default is 2 MiB per
     connection), ``foreign_keys``, ``uri``, ``cached_statements``,
     ``detect_types``, ``check_same_thread`` (accepted; connections are always usable from the
-    worker threads).
+    worker threads), ``group_commit`` (default on for WAL files: concurrent writes made with no
+    connection held commit together, see ``_GroupCommit``).
     """
 
     def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
@@ -883,6 +1042,7 @@ class SQLiteBackend(Backend):
                     f"min_size={min_size} is larger than max_size={max_size}"
                 )
         self._checkpoint_pages = reader.int("wal_autocheckpoint", 1000, minimum=0)
+        group_commit = reader.bool("group_commit", True)
         # PRAGMA cache_size of every connection: pages, or KiB when negative; None: SQLite's.
         self._cache_size: int | None = None
         if reader.has("cache_size"):
@@ -904,6 +1064,11 @@ class SQLiteBackend(Backend):
             timeout=self.pool_timeout,
         )
         self._write_lock = _WriterLock()
+        self._groups = (
+            _GroupCommit(self)
+            if group_commit and self._journal_mode == "wal" and not self.memory
+            else None
+        )
         self._burst_open = False
         self._burst_start = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -992,6 +1157,27 @@ class SQLiteBackend(Backend):
         else:
             self._pool.discard(connection)
 
+    async def execute_detached(self, query: Query, values: Mapping[str, Any] | None) -> Any:
+        """Run one statement on a pooled connection held only for it; a plain write made while
+        other tasks write too joins a group commit (``_GroupCommit``)."""
+        entry, sql, args = self.compiler.prepare(query, values)
+        groups = self._groups
+        if (
+            groups is not None
+            and entry.kind in _GROUPABLE
+            and not entry.readonly
+            and not entry.slow
+            and groups.wanted()
+        ):
+            outcome = await groups.run(entry, sql, args)
+            if outcome is not _ALONE:
+                return _returned(self.compiler, entry, outcome)
+        connection = self._pool.acquire_nowait() or await self._pool.acquire()
+        try:
+            return await connection.execute_prepared(entry, sql, args)
+        finally:
+            self.release(connection)
+
     def pool_stats(self) -> PoolStats:
         """Return the pool's counts."""
         pool = self._pool
@@ -1048,4 +1234,5 @@ _LIBRARY_OPTIONS = {
     "uri",
     "wal_autocheckpoint",
     "cache_size",
+    "group_commit",
 }
