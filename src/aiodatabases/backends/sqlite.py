@@ -27,6 +27,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from asyncio import current_task
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -435,25 +436,21 @@ class SQLiteConnection(BackendConnection):
     async def execute(self, query: Query, values: Mapping[str, Any] | None) -> Any:
         """Run a statement; return the new row id, the changed-row count or a RETURNING value."""
         entry, sql, args = self._compiler.prepare(query, values)
-        return await self.execute_prepared(entry, sql, args)
+        try:
+            result = await self._run(self.execute_job(entry, sql, args), entry.readonly, entry)
+        except sqlite3.Error as exc:
+            raise translate(exc) from None
+        return _returned(self._compiler, entry, result)
 
-    async def execute_prepared(self, entry: CompiledQuery, sql: str, args: Sequence[Any]) -> Any:
-        """``execute`` of a statement the compiler has prepared."""
+    def execute_job(self, entry: CompiledQuery, sql: str, args: Sequence[Any]) -> Callable[[], Any]:
+        """The job of ``execute``: run the statement, return its ``_outcome``."""
         raw = self._raw
         kind = entry.kind
 
         def job() -> Any:
             return _outcome(raw.execute(sql, args), kind)
 
-        try:
-            result = await self._run(job, entry.readonly, entry)
-        except sqlite3.Error as exc:
-            raise translate(exc) from None
-        return self.execute_result(entry, result)
-
-    def execute_result(self, entry: CompiledQuery, result: Any) -> Any:
-        """What ``execute`` returns for the ``_outcome`` of its statement."""
-        return _returned(self._compiler, entry, result)
+        return job
 
     def run_group(self, members: Sequence[_Member]) -> list[Any] | None:
         """Run the statements of a group commit in one transaction, on the loop; return their
@@ -907,7 +904,9 @@ class _GroupCommit:
         """Whether the current task's write should join a group (counts it as a write)."""
         if self._members:
             return True
-        task = asyncio.current_task()
+        task = current_task()
+        if task is self._first:
+            return False  # the same task again in this turn: a lone writer
         if not self._watching:
             self._watching = True
             self._first = task
@@ -915,10 +914,8 @@ class _GroupCommit:
             loop = self._backend._loop or asyncio.get_running_loop()
             loop.call_soon(self._end_turn)
             return self._busy
-        if task is not self._first:
-            self._crowded = True
-            return True
-        return False
+        self._crowded = True
+        return True
 
     def _end_turn(self) -> None:
         self._watching = False
@@ -1174,7 +1171,13 @@ class SQLiteBackend(Backend):
                 return _returned(self.compiler, entry, outcome)
         connection = self._pool.acquire_nowait() or await self._pool.acquire()
         try:
-            return await connection.execute_prepared(entry, sql, args)
+            # What connection.execute does, without preparing again.
+            job = connection.execute_job(entry, sql, args)
+            try:
+                result = await connection._run(job, entry.readonly, entry)
+            except sqlite3.Error as exc:
+                raise translate(exc) from None
+            return _returned(self.compiler, entry, result)
         finally:
             self.release(connection)
 
