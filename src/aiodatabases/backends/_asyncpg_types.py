@@ -372,6 +372,15 @@ def is_disconnect(exc: BaseException) -> bool:
     return unsent(exc)
 
 
+def left_mid_statement(exc: BaseException) -> bool:
+    """Whether ``exc`` is asyncpg refusing an argument it could not encode: raised after the
+    statement was parsed and before it was bound, it leaves the server's implicit transaction
+    open (with the parse's table locks) until the connection next sends a Sync."""
+    return isinstance(exc, asyncpg.DataError) and str(exc).startswith(
+        "invalid input for query argument"
+    )
+
+
 def unsent(exc: BaseException) -> bool:
     """Whether ``exc`` was raised before the statement left: the connection was found closed,
     or busy with a message the server sent on its own (the FATAL error of a killed session,

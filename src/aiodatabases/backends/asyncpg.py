@@ -33,6 +33,7 @@ from .._compiler import CompiledQuery, Compiler, Kind, Query
 from .._records import Record, ResultMeta
 from .._url import DatabaseURL
 from . import _asyncpg_types as pg
+from ._groups import ALONE, Member, WriteGroups
 from ._options import OptionReader
 from .base import Backend, BackendConnection, PoolStats, TransactionOptions
 
@@ -57,6 +58,7 @@ _FETCH = asyncpg.Connection.fetch
 _FETCHROW = asyncpg.Connection.fetchrow
 _EXECUTE = asyncpg.Connection.execute
 _EXECUTEMANY = asyncpg.Connection.executemany
+_FETCHMANY = asyncpg.Connection.fetchmany
 
 
 class AsyncpgConnection(BackendConnection):
@@ -142,7 +144,7 @@ class AsyncpgConnection(BackendConnection):
                 raise
             except Exception as exc:
                 dead = pg.is_disconnect(exc)
-                if dead:
+                if dead or pg.left_mid_statement(exc):
                     con.aiodb_broken = True
                 if retried or not (dead and self._replaceable() and (readonly or pg.unsent(exc))):
                     raise pg.translate(exc, self._backend.command_timeout) from exc
@@ -215,6 +217,12 @@ class AsyncpgConnection(BackendConnection):
         """Run a statement; return the new key of an insert, the count of changed rows, or
         the first value a ``RETURNING`` clause (or a select) gives."""
         entry, sql, args = self._prepare(query, values)
+        return await self.execute_prepared(entry, sql, args)
+
+    async def execute_prepared(
+        self, entry: CompiledQuery | None, sql: str, args: Sequence[Any]
+    ) -> Any:
+        """``execute`` of a statement the compiler has prepared."""
         backend = self._backend
         info = backend.info(sql)
         kind = entry.kind if entry is not None else Kind.OTHER
@@ -250,6 +258,51 @@ class AsyncpgConnection(BackendConnection):
         key: str | None = rows[0][0] if len(rows) == 1 else None
         keys[table] = key
         return key
+
+    async def run_group(self, members: Sequence[Member]) -> list[Any] | None:
+        """Run the writes of a group commit, all of one SQL text with ``RETURNING``, in one
+        pipelined ``fetchmany`` (one round trip, one implicit transaction, one commit); return
+        each member's ``execute`` result, or ``None`` when the server refused the group
+        (nothing was applied: each member then runs alone and meets its own error).
+
+        Every execution also returns its member's position (a last ``RETURNING`` value),
+        so a statement that returned no row (a trigger skipped it) or several is told apart.
+
+        Raises:
+            Exception: The group's outcome is unknown (the connection was lost, or the client
+                timeout fired, after it was sent): every member gets that error, as alone.
+        """
+        first = members[0]
+        width = len(first.args)
+        marked = f"{first.sql}, ${width + 1}::int4"
+        batch = [(*member.args, position) for position, member in enumerate(members)]
+        try:
+            rows = await self._call(_FETCHMANY, marked, (batch,), None, False)
+        except exceptions.Error as exc:
+            cause = exc.__cause__
+            if cause is not None and (
+                (isinstance(cause, asyncpg.PostgresError) and not pg.is_disconnect(cause))
+                or pg.unsent(cause)
+            ):
+                # The server rolled the implicit transaction back (asyncpg too, for a value
+                # it could not encode), or nothing was sent.
+                return None
+            raise
+        found: dict[int, Any] = {}
+        for row in rows:
+            found.setdefault(row[-1], row)
+        results: list[Any] = []
+        for position, member in enumerate(members):
+            row = found.get(position)
+            if row is None:
+                results.append(None)
+                continue
+            values = tuple(row)[:-1]
+            meta = member.entry.meta
+            if meta is None or meta.width != len(values):
+                meta = self._compiler.meta_for(member.entry, list(row.keys())[:-1])
+            results.append(meta.record(values)[0])
+        return results
 
     async def execute_many(self, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement for every set of values in one ``executemany``, atomically."""
@@ -431,6 +484,7 @@ class AsyncpgBackend(Backend):
         self.pool_timeout = reader.float("pool_timeout", 30.0)
         self.command_timeout = reader.float("command_timeout", 60.0)
         self.pre_ping = reader.float("pre_ping", 30.0)
+        group_commit = reader.bool("group_commit", True)
         self._connect_kwargs, self._pool_kwargs = pg.connect_options(
             url, reader, self.command_timeout
         )
@@ -450,6 +504,7 @@ class AsyncpgBackend(Backend):
         # Every connection handed out, so that disconnect() can end their server sessions.
         self._handed_out: weakref.WeakSet[pg.PgConnection] = weakref.WeakSet()
         self.keys: dict[str, str | None] = {}  # primary keys of raw INSERT targets
+        self._groups = _GroupCommit(self) if group_commit else None
 
     def info(self, sql: str) -> pg.SqlInfo:
         """Return what is known about a SQL text, analysing it the first time."""
@@ -853,6 +908,36 @@ class AsyncpgBackend(Backend):
                 logger.warning("a connection could not be returned cleanly; closed", exc_info=True)
             con.terminate()
 
+    async def execute_detached(self, query: Query, values: Mapping[str, Any] | None) -> Any:
+        """Run one statement on a pooled connection held only for it; a write with
+        ``RETURNING`` made while other tasks write too joins a group commit."""
+        entry, sql, args = self.compiler.prepare(query, values)
+        groups = self._groups
+        if groups is not None and self._groupable(entry, sql, args) and groups.wanted():
+            outcome = await groups.run(entry, sql, args)
+            if outcome is not ALONE:
+                return outcome
+        connection = self.acquire_nowait() or await self.acquire()
+        try:
+            return await connection.execute_prepared(entry, sql, args)
+        finally:
+            self.release(connection)
+
+    def _groupable(self, entry: CompiledQuery, sql: str, args: Sequence[Any]) -> bool:
+        """Whether a statement may run in a group: an insert, update or delete whose SQL
+        ends with its ``RETURNING`` clause, changes no session state and needs no casts."""
+        if entry.kind not in _GROUPABLE:
+            return False
+        info = self.info(sql)
+        if not info.returning or info.session or not _ends_in_returning(sql):
+            return False
+        if info.untyped:
+            cast_for = pg.cast_for
+            count = len(args)
+            if any(cast_for(args[i]) for i in info.untyped if i < count):
+                return False
+        return True
+
     def pool_stats(self) -> PoolStats:
         """Return the pool's counts; ``in_use`` counts connections held by callers."""
         pool = self._pool
@@ -860,6 +945,76 @@ class AsyncpgBackend(Backend):
             return PoolStats(0, 0, 0, self.max_size)
         idle = len(self._idle) + pool.get_idle_size()
         return PoolStats(pool.get_size(), idle, self._out, self.max_size)
+
+
+#: The statements a group commit may take: writes, whose outcome is theirs alone.
+_GROUPABLE = frozenset({Kind.INSERT, Kind.UPDATE, Kind.DELETE})
+
+
+def _ends_in_returning(sql: str) -> bool:
+    """Whether one more ``RETURNING`` value can be appended to ``sql``: it has a
+    ``RETURNING`` clause, and no comment or ``;`` follows the last one."""
+    at = sql.upper().rfind("RETURNING")
+    if at < 0:
+        return False
+    tail = sql[at:]
+    return ";" not in tail and "--" not in tail and "/*" not in tail
+
+
+class _GroupCommit(WriteGroups):
+    """Runs the writes that several tasks make at once in one round trip and one commit.
+
+    Each autocommitted write costs a round trip and a commit that waits for the server's log
+    flush. Writes of one SQL text with ``RETURNING`` (a Core ``insert()`` returns its new key
+    that way) that arrive together run in one pipelined ``fetchmany`` on one pooled
+    connection: one implicit transaction. If the server refuses any of them (a constraint, a
+    statement timeout), it rolls the whole group back and every statement runs again alone,
+    so each caller sees its own error; if the connection is lost after the group was sent,
+    nobody can know whether it committed, and every member gets that error, as each would
+    have alone. Groups of one, and statements of other texts, run alone.
+    """
+
+    def __init__(self, backend: AsyncpgBackend) -> None:
+        super().__init__()
+        self._backend = backend
+
+    async def run_members(self, members: list[Member]) -> None:
+        texts: dict[str, list[Member]] = {}
+        for member in members:
+            texts.setdefault(member.sql, []).append(member)
+        texts = {sql: group for sql, group in texts.items() if len(group) > 1}
+        if not texts:
+            return
+        backend = self._backend
+        connection = backend.acquire_nowait() or await backend.acquire()
+        try:
+            for group in texts.values():
+                live = [m for m in group if not m.future.done()]
+                if len(live) < 2:
+                    continue
+                try:
+                    results = await connection.run_group(live)
+                except BaseException as exc:
+                    # Sent, and nobody knows whether it committed: no member may run again.
+                    error = (
+                        exc
+                        if isinstance(exc, Exception)
+                        else exceptions.OperationalError(
+                            "the group commit was interrupted; its outcome is unknown"
+                        )
+                    )
+                    for member in live:
+                        if not member.future.done():
+                            member.future.set_exception(error)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                if results is not None:
+                    for member, result in zip(live, results, strict=True):
+                        if not member.future.done():
+                            member.future.set_result(result)
+        finally:
+            backend.release(connection)
 
 
 class _Ticket:

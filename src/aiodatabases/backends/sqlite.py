@@ -27,7 +27,6 @@ import asyncio
 import logging
 import sqlite3
 import time
-from asyncio import current_task
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +52,7 @@ from .._records import (
 )
 from .._url import DatabaseURL
 from ._errors import combined_error
+from ._groups import ALONE, Member, WriteGroups
 from ._options import OptionReader
 from .base import Backend, BackendConnection, PoolStats, TransactionOptions
 
@@ -452,7 +452,7 @@ class SQLiteConnection(BackendConnection):
 
         return job
 
-    def run_group(self, members: Sequence[_Member]) -> list[Any] | None:
+    def run_group(self, members: Sequence[Member]) -> list[Any] | None:
         """Run the statements of a group commit in one transaction, on the loop; return their
         ``_outcome``s once committed, or ``None`` (nothing committed) if any of them failed or
         ran over the budget: each is then run again on its own, as it would have been.
@@ -852,118 +852,46 @@ class _Checkpointer:
             raw.close()
 
 
-class _Member:
-    """One statement waiting in a group commit, and the future its caller awaits."""
-
-    __slots__ = ("args", "entry", "future", "sql")
-
-    def __init__(
-        self, future: asyncio.Future[Any], entry: CompiledQuery, sql: str, args: Sequence[Any]
-    ) -> None:
-        self.future = future
-        self.entry = entry
-        self.sql = sql
-        self.args = args
-
-
-#: A member's future's result when its statement must run on its own after all.
-_ALONE: Any = object()
-
 #: The statements a group commit may take: plain writes, whose outcome is theirs alone.
 _GROUPABLE = frozenset({Kind.INSERT, Kind.UPDATE, Kind.DELETE})
 
 
-class _GroupCommit:
-    """Commits the writes that several tasks make at once in one transaction.
+class _GroupCommit(WriteGroups):
+    """Commits the writes that several tasks make at once in one transaction (``_groups``).
 
     On a WAL database most of an autocommitted insert's cost is its commit: writing the
     changed pages to the WAL, one frame each. Under concurrent load the same pages change in
     every commit, so one transaction for the statements that arrive together writes them
-    once. A write made with no connection held (``Database.execute``), outside any
-    transaction, joins a group when another task has written in the same turn of the event
-    loop (or did in the last one, while the load lasts); the group runs in the next turn, in
-    one ``BEGIN IMMEDIATE`` ... ``COMMIT`` on one pooled connection, under the writer lock,
-    and each caller gets its own statement's outcome once the group has committed. If any
-    statement fails (or the group runs over the loop's budget) the whole group is rolled back
-    and every statement runs again on its own, so each caller sees what it would have seen
-    alone, its own error included. A lone writer never waits for a group.
+    once. The group runs in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` on one pooled connection,
+    under the writer lock. If any statement fails (or the group runs over the loop's budget)
+    the whole group is rolled back and every statement runs again on its own, so each caller
+    sees what it would have seen alone, its own error included.
     """
 
     def __init__(self, backend: SQLiteBackend) -> None:
+        super().__init__()
         self._backend = backend
-        self._members: list[_Member] = []
-        self._flushes: set[asyncio.Task[None]] = set()
-        # The turn of the loop being watched: the first task that wrote in it, and whether
-        # another one did too; ``_busy``: whether the last watched turn had two writers.
-        self._watching = False
-        self._first: asyncio.Task[Any] | None = None
-        self._crowded = False
-        self._busy = False
 
-    def wanted(self) -> bool:
-        """Whether the current task's write should join a group (counts it as a write)."""
-        if self._members:
-            return True
-        task = current_task()
-        if task is self._first:
-            return False  # the same task again in this turn: a lone writer
-        if not self._watching:
-            self._watching = True
-            self._first = task
-            self._crowded = False
-            loop = self._backend._loop or asyncio.get_running_loop()
-            loop.call_soon(self._end_turn)
-            return self._busy
-        self._crowded = True
-        return True
-
-    def _end_turn(self) -> None:
-        self._watching = False
-        self._first = None
-        self._busy = self._crowded
-
-    async def run(self, entry: CompiledQuery, sql: str, args: Sequence[Any]) -> Any:
-        """Wait for the group to commit; return the statement's ``_outcome``, or ``_ALONE``."""
-        loop = self._backend._loop or asyncio.get_running_loop()
-        member = _Member(loop.create_future(), entry, sql, args)
-        if not self._members:
-            flush = loop.create_task(self._flush())
-            self._flushes.add(flush)
-            flush.add_done_callback(self._flushes.discard)
-        self._members.append(member)
-        return await member.future
-
-    async def _flush(self) -> None:
-        # Runs in the loop's next turn: every member of this turn has joined by now.
-        members, self._members = self._members, []
+    async def run_members(self, members: list[Member]) -> None:
         backend = self._backend
-        outcomes: list[Any] | None = None
-        live: list[_Member] = []
+        connection = backend.acquire_nowait() or await backend.acquire()
         try:
-            connection = backend.acquire_nowait() or await backend.acquire()
+            await connection.wait_idle()
+            await backend.lock_writes()
             try:
-                await connection.wait_idle()
-                await backend.lock_writes()
-                try:
-                    # No await from here to the end of the group: a caller cancelled until
-                    # now is left out, and none can be cancelled while it runs.
-                    live = [m for m in members if not m.future.done()]
-                    if len(live) > 1:
-                        outcomes = connection.run_group(live)
-                finally:
-                    backend.unlock_writes()
+                # No await from here to the end of the group: a caller cancelled until now
+                # is left out, and none can be cancelled while it runs.
+                live = [m for m in members if not m.future.done()]
+                outcomes = connection.run_group(live) if len(live) > 1 else None
+                if outcomes is not None:
+                    # Committed: from here on no member may run again.
+                    for member, outcome in zip(live, outcomes, strict=True):
+                        if not member.future.done():
+                            member.future.set_result(outcome)
             finally:
-                backend.release(connection)
-        except Exception:  # every member then runs alone and meets the error itself
-            pass
+                backend.unlock_writes()
         finally:
-            if outcomes is not None:
-                for member, outcome in zip(live, outcomes, strict=True):
-                    if not member.future.done():
-                        member.future.set_result(outcome)
-            for member in members:
-                if not member.future.done():
-                    member.future.set_result(_ALONE)
+            backend.release(connection)
 
 
 class SQLiteBackend(Backend):
@@ -1167,7 +1095,7 @@ class SQLiteBackend(Backend):
             and groups.wanted()
         ):
             outcome = await groups.run(entry, sql, args)
-            if outcome is not _ALONE:
+            if outcome is not ALONE:
                 return _returned(self.compiler, entry, outcome)
         connection = self._pool.acquire_nowait() or await self._pool.acquire()
         try:
