@@ -4,7 +4,7 @@ one pipelined call and one commit; each caller still sees what its own statement
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
@@ -15,33 +15,17 @@ import aiodatabases
 from aiodatabases import Database
 from aiodatabases.backends import asyncpg as asyncpg_backend
 
-from ..conftest import env_urls, require_reachable
+from ..conftest import require_reachable
 from .conftest import create_tables, drop_tables
 from .helpers import count_rows
 from .tables import notes, users
-
-_PG_URLS = [
-    url for url in env_urls() if url.split(":", 1)[0].split("+")[0] in {"postgresql", "postgres"}
-]
+from .test_postgresql import _PG_URLS
+from .test_postgresql import pg as pg  # the fixture: a Database with fresh tables
+from .test_postgresql import pg_url as pg_url
 
 pytestmark = pytest.mark.skipif(
     not _PG_URLS, reason="no postgresql:// URL in AIODATABASES_TEST_URLS"
 )
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[Database]:
-    """A connected PostgreSQL Database with every test table freshly created."""
-    url = _PG_URLS[0]
-    require_reachable(url)
-    db = Database(url)
-    await db.connect()
-    await create_tables(db)
-    try:
-        yield db
-    finally:
-        await drop_tables(db)
-        await db.disconnect()
 
 
 @pytest.fixture
