@@ -18,12 +18,15 @@ from asyncio import current_task
 from collections.abc import Sequence
 from typing import Any
 
-from .._compiler import CompiledQuery
+from .._compiler import CompiledQuery, Kind
 
-__all__ = ["ALONE", "Member", "WriteGroups"]
+__all__ = ["ALONE", "GROUPABLE", "Member", "WriteGroups"]
 
 #: A member's result when its statement must run on its own after all.
 ALONE: Any = object()
+
+#: The kinds of statement a group may take: writes, whose outcome is theirs alone.
+GROUPABLE = frozenset({Kind.INSERT, Kind.UPDATE, Kind.DELETE})
 
 
 class Member:

@@ -33,7 +33,7 @@ from .._compiler import CompiledQuery, Compiler, Kind, Query
 from .._records import Record, ResultMeta
 from .._url import DatabaseURL
 from . import _asyncpg_types as pg
-from ._groups import ALONE, Member, WriteGroups
+from ._groups import ALONE, GROUPABLE, Member, WriteGroups
 from ._options import OptionReader
 from .base import Backend, BackendConnection, PoolStats, TransactionOptions
 
@@ -926,7 +926,7 @@ class AsyncpgBackend(Backend):
     def _groupable(self, entry: CompiledQuery, sql: str, args: Sequence[Any]) -> bool:
         """Whether a statement may run in a group: an insert, update or delete whose SQL
         ends with its ``RETURNING`` clause, changes no session state and needs no casts."""
-        if entry.kind not in _GROUPABLE:
+        if entry.kind not in GROUPABLE:
             return False
         info = self.info(sql)
         if not info.returning or info.session or not _ends_in_returning(sql):
@@ -945,10 +945,6 @@ class AsyncpgBackend(Backend):
             return PoolStats(0, 0, 0, self.max_size)
         idle = len(self._idle) + pool.get_idle_size()
         return PoolStats(pool.get_size(), idle, self._out, self.max_size)
-
-
-#: The statements a group commit may take: writes, whose outcome is theirs alone.
-_GROUPABLE = frozenset({Kind.INSERT, Kind.UPDATE, Kind.DELETE})
 
 
 def _ends_in_returning(sql: str) -> bool:

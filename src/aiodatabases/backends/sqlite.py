@@ -52,7 +52,7 @@ from .._records import (
 )
 from .._url import DatabaseURL
 from ._errors import combined_error
-from ._groups import ALONE, Member, WriteGroups
+from ._groups import ALONE, GROUPABLE, Member, WriteGroups
 from ._options import OptionReader
 from .base import Backend, BackendConnection, PoolStats, TransactionOptions
 
@@ -852,10 +852,6 @@ class _Checkpointer:
             raw.close()
 
 
-#: The statements a group commit may take: plain writes, whose outcome is theirs alone.
-_GROUPABLE = frozenset({Kind.INSERT, Kind.UPDATE, Kind.DELETE})
-
-
 class _GroupCommit(WriteGroups):
     """Commits the writes that several tasks make at once in one transaction (``_groups``).
 
@@ -1089,7 +1085,7 @@ class SQLiteBackend(Backend):
         groups = self._groups
         if (
             groups is not None
-            and entry.kind in _GROUPABLE
+            and entry.kind in GROUPABLE
             and not entry.readonly
             and not entry.slow
             and groups.wanted()
