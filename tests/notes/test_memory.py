@@ -59,7 +59,10 @@ _PROBE = textwrap.dedent(
 
 
 # Eight threads, alive at once, each allocating; prints how many arenas besides the main one
-# the process then has (their heaps are 64 MiB-aligned anonymous mappings).
+# the process then has. A thread arena's heap reserves 64 MiB at a 64 MiB-aligned address: an
+# anonymous read-write part from its start, the rest mapped without access up to its end. (An
+# anonymous mapping that merely starts at such an address, one of Python's 1 MiB object arenas
+# say, is not one.)
 _ARENAS = textwrap.dedent(
     """
     import sys, threading
@@ -80,13 +83,26 @@ _ARENAS = textwrap.dedent(
     for thread in threads:
         thread.start()
     barrier.wait()
-    heaps = 0
+    heap_size = 64 << 20
+    mappings = []
     with open("/proc/self/maps") as maps:
         for line in maps:
             fields = line.split()
-            start = int(fields[0].split("-")[0], 16)
-            if len(fields) == 5 and fields[1].startswith("rw") and start % (64 << 20) == 0:
-                heaps += 1
+            start, end = (int(bound, 16) for bound in fields[0].split("-"))
+            mappings.append((start, end, fields[1], len(fields) == 5))
+    heaps = 0
+    for index, (start, end, perms, anonymous) in enumerate(mappings):
+        if not (anonymous and perms.startswith("rw") and start % heap_size == 0):
+            continue
+        reach = end
+        for after_start, after_end, after_perms, after_anonymous in mappings[index + 1 :]:
+            if reach >= start + heap_size or after_start != reach:
+                break
+            if not (after_anonymous and after_perms.startswith("---")):
+                break
+            reach = after_end
+        if reach == start + heap_size:
+            heaps += 1
     barrier.wait()
     for thread in threads:
         thread.join()
