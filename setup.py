@@ -8,6 +8,11 @@ setup(
             "aiodatabases._crecords",
             ["src/aiodatabases/_crecords.c"],
             optional=True,
-        )
+        ),
+        Extension(
+            "aiodatabases._csqlite",
+            ["src/aiodatabases/_csqlite.c"],
+            optional=True,
+        ),
     ]
 )

@@ -19,6 +19,11 @@ Writers are serialized inside the process by a lock (``_WriterLock``), and trans
 WAL checkpoints (copying the log back into the database file, with an fsync) run on a worker
 thread too (``_Checkpointer``), not inside whichever commit crosses SQLite's threshold: that
 commit would otherwise hold the loop for the whole copy.
+
+A read that runs on the loop is stepped by the C module ``_csqlite`` where it is built: the
+sqlite3 module releases and retakes the GIL around every row it steps, which the loop's own
+thread gains nothing from (see ``_csqlite.c`` for what it takes and what it leaves to the
+sqlite3 module, which runs everything else, and runs again whatever it could not finish).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -84,6 +90,26 @@ _SQLITE_LOCKED = 6
 _SQLITE_INTERRUPT = 9
 
 _ISOLATION_LEVELS = {"serializable", "repeatable_read", "read_committed", "read_uncommitted"}
+
+
+def _load_reader() -> Callable[[sqlite3.Connection], Any] | None:
+    """The C reader's class when it is built and finds the sqlite3 module's library, else None."""
+    if sys.implementation.name != "cpython":
+        return None  # it reads the handle out of CPython's connection object
+    try:
+        import _sqlite3
+
+        from .. import _csqlite  # type: ignore[attr-defined]
+
+        _csqlite.load(_sqlite3.__file__, sqlite3.sqlite_version, sqlite3.adapters)
+    except (ImportError, OSError, AttributeError, TypeError) as exc:
+        logger.debug("SQLite reads go through the sqlite3 module only: %s", exc)
+        return None
+    reader: Callable[[sqlite3.Connection], Any] = _csqlite.Reader
+    return reader
+
+
+_Reader = _load_reader()
 _MODES = {"deferred", "immediate", "exclusive"}
 
 
@@ -249,6 +275,15 @@ class SQLiteConnection(BackendConnection):
         self._write_locked = False
         self._inflight: asyncio.Future[Any] | None = None
         raw.set_progress_handler(self._progress, _PROGRESS_STEPS)
+        # Steps quick reads on this (the loop's) thread; see _csqlite.c. None: the sqlite3
+        # module runs everything.
+        self._reader = backend.new_reader(raw)
+
+    def close(self) -> None:
+        """Close the ``sqlite3`` connection (the reader's statements first)."""
+        if self._reader is not None:
+            self._reader.close()
+        self._raw.close()
 
     def _progress(self) -> int:
         # Called by SQLite every _PROGRESS_STEPS instructions; non-zero aborts the statement.
@@ -388,41 +423,56 @@ class SQLiteConnection(BackendConnection):
         """Run a query and return all its rows."""
         entry, sql, args = self._compiler.prepare(query, values)
         raw = self._raw
+        readonly = entry.readonly if entry else False
+        reader = self._reader if readonly else None
 
         def job() -> tuple[list[Any], Any]:
+            if reader is not None:
+                done = reader.fetch(sql, args, 0)
+                if done is not None:
+                    return done  # type: ignore[no-any-return]
             cursor = raw.execute(sql, args)
-            return cursor.fetchall(), cursor.description
+            description = cursor.description
+            names = None if description is None else [d[0] for d in description]
+            return cursor.fetchall(), names
 
         try:
-            rows, description = await self._run(job, entry.readonly if entry else False, entry)
+            rows, names = await self._run(job, readonly, entry)
         except sqlite3.Error as exc:
             raise translate(exc) from None
-        if description is None:
+        if names is None:
             return []
-        meta = self._compiler.meta_for(entry, [d[0] for d in description])
-        return meta.records(rows, take=True)
+        return self._compiler.meta_for(entry, names).records(rows, take=True)
 
     async def fetch_one(self, query: Query, values: Mapping[str, Any] | None) -> Record | None:
         """Run a query and return its first row, or ``None``."""
         entry, sql, args = self._compiler.prepare(query, values)
         raw = self._raw
         readonly = entry.readonly if entry else False
+        reader = self._reader if readonly else None
 
         def job() -> tuple[Any, Any]:
+            if reader is not None:
+                done = reader.fetch(sql, args, 1)
+                if done is not None:
+                    rows, names = done
+                    return (rows[0] if rows else None), names
             cursor = raw.execute(sql, args)
             row = cursor.fetchone()
             if not readonly:
                 cursor.fetchall()  # a write with RETURNING finishes only when fully stepped
             cursor.close()
-            return row, cursor.description
+            if row is None:
+                return None, None
+            return row, [d[0] for d in cursor.description]
 
         try:
-            row, description = await self._run(job, readonly, entry)
+            row, names = await self._run(job, readonly, entry)
         except sqlite3.Error as exc:
             raise translate(exc) from None
         if row is None:
             return None
-        return self._compiler.meta_for(entry, [d[0] for d in description]).record(row)
+        return self._compiler.meta_for(entry, names).record(row)
 
     async def fetch_val(
         self, query: Query, values: Mapping[str, Any] | None, column: Any = 0
@@ -1037,7 +1087,13 @@ class SQLiteBackend(Backend):
 
     async def _close(self, conn: SQLiteConnection) -> None:
         await conn.wait_idle()
-        conn.raw_connection.close()
+        conn.close()
+
+    def new_reader(self, raw: sqlite3.Connection) -> Any:
+        """A C reader for a connection on the loop's thread, or None (see ``_csqlite.c``)."""
+        if _Reader is None or self._detect_types or type(raw) is not sqlite3.Connection:
+            return None
+        return _Reader(raw)
 
     async def connect(self) -> None:
         """Open the pool (and the database file)."""
