@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -94,7 +95,7 @@ _ISOLATION_LEVELS = {"serializable", "repeatable_read", "read_committed", "read_
 
 def _load_reader() -> Callable[[sqlite3.Connection], Any] | None:
     """The C reader's class when it is built and finds the sqlite3 module's library, else None."""
-    if sys.implementation.name != "cpython":
+    if sys.implementation.name != "cpython" or os.environ.get("AIODATABASES_NO_EXTENSIONS"):
         return None  # it reads the handle out of CPython's connection object
     try:
         import _sqlite3
