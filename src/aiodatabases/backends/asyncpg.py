@@ -777,14 +777,22 @@ class AsyncpgBackend(Backend):
         """``pool.acquire()``; one that opens a new connection finishes even if the caller
         is cancelled or times out meanwhile, and the connection then goes back to the pool.
 
-        Abandoning a connection halfway through its handshake would waste the server's work
-        and leave asyncpg's handshake future unread.
+        asyncpg opens one inside ``acquire()`` whenever the slot it takes holds none: for a
+        caller that finds no idle connection, and for one handed the slot of a connection
+        that was closed (the waiters of a busy pool get those too). Abandoning a connection
+        halfway through its handshake would waste the server's work and leave asyncpg's
+        handshake future unread (the loop's exception handler then reports "unexpected
+        connection_lost() call"). Only when every slot holds an open connection and one of
+        them is idle is there nothing to open.
         """
-        if pool.get_idle_size() or not self._may_open():
+        if pool.get_idle_size() and pool.get_size() >= self.max_size:
             return await pool.acquire()
-        self._opening += 1
+        opens = self._may_open()
+        if opens:
+            self._opening += 1
         opening = self._spawn(_acquire(pool))
-        opening.add_done_callback(self._opened)
+        if opens:
+            opening.add_done_callback(self._opened)
         try:
             return await asyncio.shield(opening)
         except BaseException:
