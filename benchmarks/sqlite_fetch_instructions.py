@@ -137,9 +137,8 @@ def main() -> None:
             per_row[variant] = (total - base) / (args.fetches * ROWS)
         floor = per_row["sqlite3"]
         for variant, instructions in per_row.items():
-            print(
-                f"{variant:30} {instructions:8,.0f} instructions a row ({floor / instructions:.2f}x)"
-            )
+            ratio = floor / instructions
+            print(f"{variant:30} {instructions:8,.0f} instructions a row ({ratio:.2f}x)")
 
 
 if __name__ == "__main__":
