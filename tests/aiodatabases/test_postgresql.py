@@ -422,6 +422,47 @@ async def test_callers_of_a_busy_growing_pool_are_served_in_turn(pg_url: str) ->
 
 
 @pytest.mark.timeout(30)
+class _PoolOpeningASlot:
+    """asyncpg's pool with one idle connection and, on top of its queue, a slot whose
+    connection was closed: the next ``acquire()`` opens a connection there (a handshake)."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+        self.cancelled = False
+
+    def get_idle_size(self) -> int:
+        return 1
+
+    def get_size(self) -> int:
+        return 1
+
+    async def acquire(self) -> object:
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        self.opened.set()
+        return object()
+
+
+async def test_an_acquire_that_may_open_a_connection_outlives_its_cancelled_caller(
+    pg_url: str,
+) -> None:
+    """A caller cancelled while asyncpg's pool opens a connection for it does not cancel the
+    handshake (asyncpg would leave its future unread): the opening finishes."""
+    async with Database(pg_url, max_size=2) as db:
+        backend: Any = db._backend
+        pool = _PoolOpeningASlot()
+        caller = asyncio.create_task(backend._take(pool))
+        await asyncio.sleep(0.05)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await asyncio.wait_for(pool.opened.wait(), 5)
+        assert not pool.cancelled
+
+
 async def test_cancelled_query_stops_on_the_server_and_its_connection_is_closed(
     pg: Database, pg_url: str
 ) -> None:
