@@ -479,6 +479,31 @@ static PyObject *str_to_utc_datetime_func = NULL; /* this module's str_to_utc_da
 static PyObject *bool_to_int_func = NULL;     /* this module's bool_to_int */
 static PyObject *bool_to_bool_func = NULL;    /* this module's bool_to_bool */
 static PyObject *sqlite_datetime_func = NULL; /* this module's sqlite_datetime */
+static PyObject *decimal_to_float_func = NULL; /* this module's decimal_to_float */
+static PyObject *decimal_type = NULL;          /* decimal.Decimal, once set_decimal_type() ran */
+
+/* decimal_to_float(value) -> float(value) for a Decimal, any other value itself: the
+ * PostgreSQL backend's result processor of a Float column (asyncpg returns a float for
+ * float4/float8 columns and a Decimal for numeric ones). */
+static PyObject *
+decimal_to_float(PyObject *module, PyObject *value)
+{
+    if (decimal_type != NULL && Py_TYPE(value) == (PyTypeObject *)decimal_type) {
+        return PyNumber_Float(value);
+    }
+    return Py_NewRef(value);
+}
+
+static PyObject *
+set_decimal_type(PyObject *module, PyObject *type)
+{
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "set_decimal_type() takes decimal.Decimal");
+        return NULL;
+    }
+    Py_XSETREF(decimal_type, Py_NewRef(type));
+    Py_RETURN_NONE;
+}
 
 static PyObject *bool_to_int(PyObject *module, PyObject *value);
 static PyObject *bool_to_bool(PyObject *module, PyObject *value);
@@ -499,6 +524,7 @@ typedef struct {
 
 typedef struct {
     Py_ssize_t count;
+    int floats_only; /* every step is decimal_to_float */
     Step *steps;
     Step inline_steps[STEPS_INLINE];
 } Steps;
@@ -508,6 +534,7 @@ steps_init(Steps *plan, PyObject *processors)
 {
     Py_ssize_t count = PyTuple_GET_SIZE(processors);
     plan->count = 0;
+    plan->floats_only = 0;
     plan->steps = plan->inline_steps;
     if (count > STEPS_INLINE) {
         plan->steps = PyMem_New(Step, count);
@@ -536,9 +563,16 @@ steps_init(Steps *plan, PyObject *processors)
                        : func == bool_to_int_func     ? bool_to_int
                        : func == bool_to_bool_func    ? bool_to_bool
                        : func == sqlite_datetime_func ? sqlite_datetime
+                       : func == decimal_to_float_func ? decimal_to_float
                                                       : NULL;
     }
     plan->count = count;
+    plan->floats_only = count > 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (plan->steps[k].direct != decimal_to_float) {
+            plan->floats_only = 0;
+        }
+    }
     return 0;
 error:
     if (plan->steps != plan->inline_steps) {
@@ -604,6 +638,29 @@ convert_row(PyObject *row, const Steps *plan)
  * With take set, a row that is an exact tuple referenced only by the caller's list is
  * converted in place instead of copied: nothing else can see it, and the copy and the
  * freeing of the original cost as much as the conversions. */
+/* Whether a driver's row needs no conversion at all: every step is decimal_to_float and no
+ * value it would read is a Decimal (a Float column's floats and NULLs). 1 yes, 0 no, -1 on
+ * error. */
+static int
+row_unchanged(PyObject *row, const Steps *plan)
+{
+    if (!plan->floats_only || decimal_type == NULL) {
+        return 0;
+    }
+    for (Py_ssize_t k = 0; k < plan->count; k++) {
+        PyObject *value = PySequence_GetItem(row, plan->steps[k].index);
+        if (value == NULL) {
+            return -1;
+        }
+        int plain = Py_TYPE(value) != (PyTypeObject *)decimal_type;
+        Py_DECREF(value);
+        if (!plain) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static PyObject *
 record_values(PyObject *row, const Steps *plan, int take)
 {
@@ -612,6 +669,17 @@ record_values(PyObject *row, const Steps *plan, int take)
         values = Py_NewRef(row);
     }
     else {
+        if (!PyTuple_CheckExact(row) && !PyList_CheckExact(row)) {
+            /* Another driver's row (an asyncpg Record) that the converters would leave as
+             * it is: kept uncopied, as a record without converters keeps it. */
+            int unchanged = row_unchanged(row, plan);
+            if (unchanged < 0) {
+                return NULL;
+            }
+            if (unchanged) {
+                return Py_NewRef(row);
+            }
+        }
         values = PySequence_Tuple(row);
         if (values == NULL) {
             return NULL;
@@ -925,6 +993,10 @@ static PyMethodDef module_methods[] = {
      "sqlite_datetime(value) -> 'YYYY-MM-DD HH:MM:SS.ffffff' or None"},
     {"convert_rows", (PyCFunction)(void (*)(void))convert_rows, METH_FASTCALL,
      "convert_rows(rows, processors) -> list of converted lists"},
+    {"decimal_to_float", (PyCFunction)decimal_to_float, METH_O,
+     "decimal_to_float(value) -> float(value) for a decimal.Decimal, else value itself"},
+    {"set_decimal_type", (PyCFunction)set_decimal_type, METH_O,
+     "set_decimal_type(decimal.Decimal): the type decimal_to_float converts"},
     {"bool_to_int", (PyCFunction)bool_to_int, METH_O,
      "bool_to_int(value) -> 1, 0 or None"},
     {"bool_to_bool", (PyCFunction)bool_to_bool, METH_O,
@@ -990,9 +1062,11 @@ PyInit__crecords(void)
     bool_to_int_func = PyObject_GetAttrString(module, "bool_to_int");
     bool_to_bool_func = PyObject_GetAttrString(module, "bool_to_bool");
     sqlite_datetime_func = PyObject_GetAttrString(module, "sqlite_datetime");
+    decimal_to_float_func = PyObject_GetAttrString(module, "decimal_to_float");
     if (int_to_boolean_func == NULL || str_to_datetime_func == NULL ||
-        str_to_utc_datetime_func == NULL ||
-        bool_to_int_func == NULL || bool_to_bool_func == NULL || sqlite_datetime_func == NULL) {
+        str_to_utc_datetime_func == NULL || bool_to_int_func == NULL ||
+        bool_to_bool_func == NULL || sqlite_datetime_func == NULL ||
+        decimal_to_float_func == NULL) {
         Py_DECREF(module);
         return NULL;
     }

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine.interfaces import Dialect
@@ -22,6 +23,7 @@ __all__ = [
     "bool_to_bool",
     "bool_to_int",
     "convert_rows",
+    "decimal_to_float",
     "sqlite_datetime",
     "str_to_utc_datetime",
 ]
@@ -110,6 +112,11 @@ def _py_sqlite_datetime(value: Any) -> str | None:
     raise TypeError("SQLite DateTime type only accepts Python datetime and date objects as input.")
 
 
+def _py_decimal_to_float(value: Any) -> Any:
+    """A Decimal as a float; any other value (a float, None) as it is."""
+    return float(value) if type(value) is Decimal else value
+
+
 def _py_bool_to_bool(value: Any) -> bool | None:
     """SQLAlchemy's strict Boolean check: None, or a value equal to True or False as a bool;
     ValueError for another integer, TypeError for anything else."""
@@ -153,6 +160,7 @@ if TYPE_CHECKING:  # noqa: SIM114  # kept apart so mypy reads only the typed bra
     convert_rows = _py_convert_rows
     bool_to_int = _py_bool_to_int
     bool_to_bool = _py_bool_to_bool
+    decimal_to_float = _py_decimal_to_float
     sqlite_datetime = _py_sqlite_datetime
     _int_to_boolean = _py_int_to_boolean
     _str_to_datetime = _py_str_to_datetime
@@ -166,6 +174,7 @@ elif os.environ.get("AIODATABASES_NO_EXTENSIONS"):
     convert_rows = _py_convert_rows
     bool_to_int = _py_bool_to_int
     bool_to_bool = _py_bool_to_bool
+    decimal_to_float = _py_decimal_to_float
     sqlite_datetime = _py_sqlite_datetime
     _int_to_boolean = _py_int_to_boolean
     _str_to_datetime = _py_str_to_datetime
@@ -179,6 +188,8 @@ else:
             bool_to_bool,
             bool_to_int,
             convert_rows,
+            decimal_to_float,
+            set_decimal_type,
             sqlite_datetime,
             str_to_utc_datetime,
         )
@@ -188,6 +199,7 @@ else:
         from ._crecords import make_records as _make_records
         from ._crecords import str_to_datetime as _str_to_datetime
 
+        set_decimal_type(Decimal)
         SPEEDUPS = True
     except ImportError:  # built without a C compiler
         _RecordBase = _PyRecordBase
@@ -196,6 +208,7 @@ else:
         convert_rows = _py_convert_rows
         bool_to_int = _py_bool_to_int
         bool_to_bool = _py_bool_to_bool
+        decimal_to_float = _py_decimal_to_float
         sqlite_datetime = _py_sqlite_datetime
         _int_to_boolean = _py_int_to_boolean
         _str_to_datetime = _py_str_to_datetime

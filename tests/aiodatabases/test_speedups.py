@@ -397,3 +397,49 @@ def test_rows_handed_over_are_converted_in_place_only_when_nothing_else_holds_th
     assert kept == (2, 0)
     assert rows[1] is kept
     assert type(records[1]["flag"]) is bool
+
+
+@pytest.mark.parametrize(
+    "value", [1.5, float("nan"), None, 3, "text", Decimal("2.25"), Decimal("1E+400")]
+)
+def test_decimal_to_float_matches_its_python_twin(value: Any) -> None:
+    """A Decimal becomes a float; anything else comes back as the very same object."""
+    expected = _records._py_decimal_to_float(value)
+    got = _records.decimal_to_float(value)
+    if isinstance(value, Decimal):
+        assert type(got) is float
+        assert got == expected
+    else:
+        assert got is value
+
+
+class _DriverRow:
+    """A driver's own row type (as asyncpg's Record): a sequence that is not a tuple."""
+
+    def __init__(self, *values: Any) -> None:
+        self._values = values
+
+    def __getitem__(self, index: int) -> Any:
+        return self._values[index]
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+@c_extension_only
+def test_a_driver_row_whose_floats_need_nothing_is_kept_uncopied() -> None:
+    """Float columns of a driver row: no Decimal among them, the row itself is kept; one
+    Decimal, and the record holds converted values (the driver's row left as it was)."""
+    meta = _records.ResultMeta(
+        ["id", "score", "ratio"], (), [None, _records.decimal_to_float, _records.decimal_to_float]
+    )
+    plain = _DriverRow(1, 2.5, None)
+    mixed = _DriverRow(2, Decimal("0.5"), 4.0)
+    for records in (meta.records([plain, mixed]), [meta.record(plain), meta.record(mixed)]):
+        first, second = records
+        assert first._row is plain
+        assert (first["id"], first["score"], first["ratio"]) == (1, 2.5, None)
+        assert second._row is not mixed
+        assert (second["id"], second["score"], second["ratio"]) == (2, 0.5, 4.0)
+        assert type(second["score"]) is float
+        assert mixed[1] == Decimal("0.5")
