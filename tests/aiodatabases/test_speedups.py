@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -413,13 +414,13 @@ def test_decimal_to_float_matches_its_python_twin(value: Any) -> None:
         assert got is value
 
 
-class _DriverRow:
+class _DriverRow(Sequence[Any]):
     """A driver's own row type (as asyncpg's Record): a sequence that is not a tuple."""
 
     def __init__(self, *values: Any) -> None:
         self._values = values
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, index: Any) -> Any:
         return self._values[index]
 
     def __len__(self) -> int:
