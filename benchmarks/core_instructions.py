@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import re
-import subprocess
 import sys
 from pathlib import Path
+
+from benchlib import callgrind
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = ("select", "insert")
@@ -48,31 +47,9 @@ def measure(calls: int, workload: str) -> None:
 
 def count(calls: int, workload: str, source: Path | None) -> int:
     """Run this script under callgrind; return the instructions it collected."""
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    if source is not None:
-        env["PYTHONPATH"] = str(source.resolve() / "src")
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            "--inner",
-            "--calls",
-            str(calls),
-            "--workload",
-            workload,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if found is None:
-        raise SystemExit(f"no callgrind total in:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    env = {} if source is None else {"PYTHONPATH": str(source.resolve() / "src")}
+    args = ["--inner", "--calls", str(calls), "--workload", workload]
+    return callgrind.instructions(__file__, args, env)
 
 
 def main() -> None:

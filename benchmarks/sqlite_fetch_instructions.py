@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
-import re
 import sqlite3
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchlib import callgrind
 
 HERE = Path(__file__).resolve().parent
 ROWS = 1000
@@ -97,27 +96,7 @@ def measure(path: str, variant: str, fetches: int) -> None:
 
 def count(path: str, variant: str, fetches: int) -> int:
     """Run this script under callgrind; return the instructions it collected."""
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            "--inner",
-            path,
-            variant,
-            str(fetches),
-        ],
-        env=dict(os.environ, PYTHONHASHSEED="0"),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if found is None:
-        raise SystemExit(f"no callgrind total in:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind.instructions(__file__, ["--inner", path, variant, str(fetches)])
 
 
 def main() -> None:
