@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from aiodatabases import Database, exceptions
@@ -77,6 +79,47 @@ def test_rows_and_names_equal_the_sqlite3_modules(raw: sqlite3.Connection) -> No
         assert names == expected_names
     rows, _ = reader.fetch("SELECT id FROM t ORDER BY id", (), 2)
     assert rows == [(1,), (2,)]
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(),
+    st.binary(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(_VALUES, min_size=1, max_size=6))
+def test_any_values_come_back_as_the_sqlite3_module_returns_them(values: list[Any]) -> None:
+    """Values of every type the reader binds, bound, stored, read back and transformed by
+    SQL, equal what the stdlib gives for the same statement, type for type."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        reader = _reader(conn)
+        marks = ", ".join("?" for _ in values)
+        columns = ", ".join(f"c{i}" for i in range(len(values)))
+        conn.execute(f"CREATE TABLE v ({columns})")
+        conn.execute(f"INSERT INTO v VALUES ({marks})", values)
+        for sql, args in [
+            (f"SELECT {marks}", values),
+            ("SELECT * FROM v WHERE rowid = ?", [1]),
+            (
+                "SELECT "
+                + ", ".join(f"typeof(c{i}), quote(c{i})" for i in range(len(values)))
+                + " FROM v",
+                [],
+            ),
+        ]:
+            done = reader.fetch(sql, args, 0)
+            assert done is not None
+            expected_rows, expected_names = _stdlib(conn, sql, args)
+            assert done[0] == expected_rows
+            assert [type(v) for v in done[0][0]] == [type(v) for v in expected_rows[0]]
+            assert done[1] == expected_names
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize(
