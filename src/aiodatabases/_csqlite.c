@@ -217,13 +217,15 @@ blank_tail(const char *tail)
     return 1;
 }
 
-/* The kept statement for sql; NULL with an error set on failure. */
-static Stmt *
+/* The capsule of the kept statement for sql, as a new reference (held while the statement
+ * runs, so that nothing it calls back into can finalize it meanwhile); NULL with an error set
+ * on failure. */
+static PyObject *
 reader_statement(ReaderObject *self, PyObject *sql)
 {
     PyObject *capsule = PyDict_GetItemWithError(self->stmts, sql);
     if (capsule != NULL) {
-        return (Stmt *)PyCapsule_GetPointer(capsule, "aiodatabases._csqlite.Stmt");
+        return Py_NewRef(capsule);
     }
     if (PyErr_Occurred()) {
         return NULL;
@@ -262,9 +264,11 @@ reader_statement(ReaderObject *self, PyObject *sql)
     if (PyDict_GET_SIZE(self->stmts) >= STMT_CACHE_MAX) {
         PyDict_Clear(self->stmts);
     }
-    int failed = PyDict_SetItem(self->stmts, sql, capsule);
-    Py_DECREF(capsule); /* the dict holds it now, or the capsule frees the statement */
-    return failed ? NULL : stmt;
+    if (PyDict_SetItem(self->stmts, sql, capsule) < 0) {
+        Py_DECREF(capsule); /* frees the statement */
+        return NULL;
+    }
+    return capsule;
 }
 
 /* Bind every parameter; 1 when done, 0 when a value is not one this module binds, -1 on a
@@ -455,38 +459,11 @@ factories_are_default(PyObject *conn)
     return plain;
 }
 
-PyDoc_STRVAR(reader_fetch_doc,
-"fetch(sql, args, limit)\n--\n\n"
-"Run a read-only statement; return (rows, names): a list of the rows as tuples (at most\n"
-"limit of them when limit > 0) and a tuple of the column names. None when the statement,\n"
-"its arguments or the connection's settings are not ones this reader runs, or stepping it\n"
-"failed: run it through the sqlite3 module.");
-
+/* Bind, step and reset a kept statement: (rows, names), None to leave it to the sqlite3
+ * module, or NULL with an error set. */
 static PyObject *
-reader_fetch(ReaderObject *self, PyObject *const *args, Py_ssize_t nargs)
+run_statement(Stmt *stmt, PyObject *args, Py_ssize_t limit)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "fetch() takes 3 arguments: sql, args, limit");
-        return NULL;
-    }
-    PyObject *sql = args[0];
-    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
-    if (limit == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (self->conn == NULL || self->stmts == NULL || !PyUnicode_CheckExact(sql) ||
-        PyThread_get_thread_ident() != self->owner) {
-        Py_RETURN_NONE;
-    }
-    sqlite3 *db = ((ConnectionHead *)self->conn)->db;
-    if (db != self->db) {
-        reader_forget(self); /* closed (and maybe reopened): the kept statements are stale */
-        self->db = db;
-    }
-    if (db == NULL || !adapters_allow_fast_path() || !factories_are_default(self->conn)) {
-        Py_RETURN_NONE;
-    }
-    Stmt *stmt = reader_statement(self, sql);
     if (stmt == NULL) {
         return NULL;
     }
@@ -494,7 +471,7 @@ reader_fetch(ReaderObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (st == NULL || api.stmt_busy(st)) {
         Py_RETURN_NONE;
     }
-    int bound = bind_all(st, args[1]);
+    int bound = bind_all(st, args);
     if (bound <= 0) {
         api.reset(st);
         if (bound < 0) {
@@ -544,6 +521,47 @@ reader_fetch(ReaderObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result = PyTuple_Pack(2, rows, names);
     Py_DECREF(rows);
     Py_DECREF(names);
+    return result;
+}
+
+PyDoc_STRVAR(reader_fetch_doc,
+"fetch(sql, args, limit)\n--\n\n"
+"Run a read-only statement; return (rows, names): a list of the rows as tuples (at most\n"
+"limit of them when limit > 0) and a tuple of the column names. None when the statement,\n"
+"its arguments or the connection's settings are not ones this reader runs, or stepping it\n"
+"failed: run it through the sqlite3 module.");
+
+static PyObject *
+reader_fetch(ReaderObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "fetch() takes 3 arguments: sql, args, limit");
+        return NULL;
+    }
+    PyObject *sql = args[0];
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (self->conn == NULL || self->stmts == NULL || !PyUnicode_CheckExact(sql) ||
+        PyThread_get_thread_ident() != self->owner) {
+        Py_RETURN_NONE;
+    }
+    sqlite3 *db = ((ConnectionHead *)self->conn)->db;
+    if (db != self->db) {
+        reader_forget(self); /* closed (and maybe reopened): the kept statements are stale */
+        self->db = db;
+    }
+    if (db == NULL || !adapters_allow_fast_path() || !factories_are_default(self->conn)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *capsule = reader_statement(self, sql);
+    if (capsule == NULL) {
+        return NULL;
+    }
+    PyObject *result = run_statement(
+        (Stmt *)PyCapsule_GetPointer(capsule, "aiodatabases._csqlite.Stmt"), args[1], limit);
+    Py_DECREF(capsule);
     return result;
 }
 

@@ -188,6 +188,24 @@ def test_errors_while_stepping_are_left_to_the_sqlite3_module(raw: sqlite3.Conne
     raw.execute("DROP TABLE t")
 
 
+def test_a_statement_let_go_while_it_runs_finishes_first(raw: sqlite3.Connection) -> None:
+    """A function the statement calls drops every kept statement (close()), the running one
+    included: it is finalized only once it has returned its rows."""
+    reader = _reader(raw)
+
+    def let_go(value: Any) -> Any:
+        reader.close()
+        return value
+
+    raw.create_function("let_go", 1, let_go)
+    sql = "SELECT let_go(id), s FROM t ORDER BY id"
+    done = reader.fetch(sql, (), 0)
+    assert done is not None
+    assert done[0] == _stdlib(raw, sql, ())[0]
+    assert reader.kept() == 0
+    assert reader.fetch(sql, (), 0) == done
+
+
 def test_a_changed_schema_gives_the_new_columns(raw: sqlite3.Connection) -> None:
     reader = _reader(raw)
     assert reader.fetch("SELECT * FROM t WHERE id = 1", (), 0)[1] == ("id", "i", "f", "s", "b", "n")
