@@ -91,6 +91,7 @@ _SQLITE_LOCKED = 6
 _SQLITE_INTERRUPT = 9
 
 _ISOLATION_LEVELS = {"serializable", "repeatable_read", "read_committed", "read_uncommitted"}
+_MODES = {"deferred", "immediate", "exclusive"}
 
 
 def _load_reader() -> Callable[[sqlite3.Connection], Any] | None:
@@ -111,7 +112,6 @@ def _load_reader() -> Callable[[sqlite3.Connection], Any] | None:
 
 
 _Reader = _load_reader()
-_MODES = {"deferred", "immediate", "exclusive"}
 
 
 class _DateTime(sqlite_base.DATETIME):
