@@ -9,6 +9,7 @@ from types import TracebackType
 import pytest
 from sqlalchemy import Table, func, select
 
+import aiodatabases
 from aiodatabases import Database
 
 #: (url, seconds) -> raw SQL that keeps that backend busy for about that long.
@@ -88,3 +89,25 @@ def with_query(url: str, **params: object) -> str:
     """Return url with params appended to its query string."""
     query = "&".join(f"{name}={value}" for name, value in params.items())
     return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+async def assert_a_conflict_in_a_group_fails_alone(
+    db: Database, users: Table, groups: list[int], driver_error: type[BaseException]
+) -> None:
+    """Ten concurrent inserts into ``users``, the sixth of a name already taken: a group forms,
+    that caller alone gets the IntegrityError (also the driver's ``driver_error``), the others
+    their row ids, and exactly their rows are stored."""
+    await db.execute(users.insert(), {"name": "taken"})
+    names = [f"user {i}" for i in range(10)]
+    names[5] = "taken"
+    results = await asyncio.gather(
+        *(db.execute(users.insert(), {"name": name}) for name in names),
+        return_exceptions=True,
+    )
+    assert max(groups, default=0) > 1
+    error = results[5]
+    assert isinstance(error, aiodatabases.IntegrityError)
+    assert isinstance(error, driver_error)
+    assert all(isinstance(result, int) for i, result in enumerate(results) if i != 5)
+    stored = {row["name"] for row in await db.fetch_all(select(users.c.name))}
+    assert stored == {"taken", *(name for i, name in enumerate(names) if i != 5)}

@@ -17,7 +17,7 @@ from aiodatabases.backends import asyncpg as asyncpg_backend
 
 from ..conftest import require_reachable
 from .conftest import create_tables, drop_tables
-from .helpers import count_rows
+from .helpers import assert_a_conflict_in_a_group_fails_alone, count_rows
 from .tables import notes, users
 from .test_postgresql import _PG_URLS
 from .test_postgresql import pg as pg  # the fixture: a Database with fresh tables
@@ -70,19 +70,7 @@ async def test_tutorial_style_inserts_are_grouped(pg: Database, groups: list[int
 
 async def test_a_failing_statement_fails_alone(pg: Database, groups: list[int]) -> None:
     """A unique violation in a group: that caller gets the IntegrityError, the others their rows."""
-    await pg.execute(users.insert(), {"name": "taken"})
-    names = [f"user {i}" for i in range(10)]
-    names[5] = "taken"
-    results = await asyncio.gather(
-        *(pg.execute(users.insert(), {"name": name}) for name in names), return_exceptions=True
-    )
-    assert max(groups, default=0) > 1
-    error = results[5]
-    assert isinstance(error, aiodatabases.IntegrityError)
-    assert isinstance(error, asyncpg.UniqueViolationError)
-    assert all(isinstance(result, int) for i, result in enumerate(results) if i != 5)
-    stored = {row["name"] for row in await pg.fetch_all(select(users.c.name))}
-    assert stored == {"taken", *(name for i, name in enumerate(names) if i != 5)}
+    await assert_a_conflict_in_a_group_fails_alone(pg, users, groups, asyncpg.UniqueViolationError)
 
 
 async def test_a_value_the_driver_cannot_encode_fails_alone(

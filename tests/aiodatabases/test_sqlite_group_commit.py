@@ -15,7 +15,7 @@ import aiodatabases
 from aiodatabases import Database
 from aiodatabases.backends import sqlite as sqlite_backend
 
-from .helpers import count_rows
+from .helpers import assert_a_conflict_in_a_group_fails_alone, count_rows
 from .tables import notes, users
 
 
@@ -56,20 +56,9 @@ async def test_a_failing_statement_fails_alone(
     sqlite_database: Database, groups: list[int]
 ) -> None:
     """A unique violation in a group: that caller gets the IntegrityError, the others their rows."""
-    await sqlite_database.execute(users.insert(), {"name": "taken"})
-    names = [f"user {i}" for i in range(10)]
-    names[5] = "taken"
-    results = await asyncio.gather(
-        *(sqlite_database.execute(users.insert(), {"name": name}) for name in names),
-        return_exceptions=True,
+    await assert_a_conflict_in_a_group_fails_alone(
+        sqlite_database, users, groups, sqlite3.IntegrityError
     )
-    assert max(groups, default=0) > 1
-    error = results[5]
-    assert isinstance(error, aiodatabases.IntegrityError)
-    assert isinstance(error, sqlite3.IntegrityError)
-    assert all(isinstance(result, int) for i, result in enumerate(results) if i != 5)
-    stored = {row["name"] for row in await sqlite_database.fetch_all(select(users.c.name))}
-    assert stored == {"taken", *(name for i, name in enumerate(names) if i != 5)}
 
 
 async def test_updates_deletes_and_returning_get_their_own_outcome(
