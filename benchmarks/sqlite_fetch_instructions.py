@@ -1,8 +1,8 @@
 """Instructions per row of workload (b) on SQLite, counted with valgrind's callgrind.
 
-Fetches the 1,000 rows of five columns (int, text, bool, timestamp, float) of workload (b)
-and reads every field: with the stdlib ``sqlite3`` (``fetchall()``, by position, as the
-benchmark's floor does), and through
+Fetches the 1,000 rows of five columns (int, text, bool, timestamp, float) of workload (b),
+from a file seeded as the benchmark seeds it, and reads every field: with the stdlib
+``sqlite3`` (``fetchall()``, by position, as the benchmark's floor does), and through
 ``Database.fetch_all`` with a Core ``select()`` read by name, with raw SQL read by name, and
 with the Core ``select()`` again with the C reader off (every read through the ``sqlite3``
 module, as before the reader). Each variant runs under ``valgrind --tool=callgrind`` twice,
@@ -22,36 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import sqlite3
 import sys
 import tempfile
-from pathlib import Path
 
 from benchlib import callgrind
+from benchlib.common import COLUMNS, Sizes
+from benchlib.sqlite import prepare
 
-HERE = Path(__file__).resolve().parent
-ROWS = 1000
+ROWS = Sizes().fetch_rows
 VARIANTS = ("sqlite3", "core_by_name", "raw_by_name", "core_by_name_without_reader")
-COLUMNS = "id, name, active, created_at, score"
-
-
-def _create(path: str) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(64) NOT NULL, "
-        "active BOOLEAN NOT NULL, created_at DATETIME NOT NULL, score FLOAT NOT NULL)"
-    )
-    base = dt.datetime(2026, 1, 1, 12, 0, 0, 123456)
-    conn.executemany(
-        "INSERT INTO items VALUES (?, ?, ?, ?, ?)",
-        [
-            (i, f"name-{i}", i % 2, str(base + dt.timedelta(seconds=i)), i * 1.5)
-            for i in range(1, ROWS + 1)
-        ],
-    )
-    conn.commit()
-    conn.close()
 
 
 def measure(path: str, variant: str, fetches: int) -> None:
@@ -65,7 +45,6 @@ def measure(path: str, variant: str, fetches: int) -> None:
                 last = (r[0], r[1], r[2], r[3], r[4])
         conn.close()
         return
-    sys.path.insert(0, str(HERE))
     from benchlib.core_schema import items
     from sqlalchemy import select
 
@@ -107,8 +86,7 @@ def main() -> None:
     parser.add_argument("--fetches", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / "fetch.db")
-        _create(path)
+        path = prepare(tmp, Sizes(), {})["path"]  # the benchmark's own seeded file
         per_row = {}
         for variant in VARIANTS:
             base = count(path, variant, 0)
