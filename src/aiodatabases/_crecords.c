@@ -480,7 +480,7 @@ static PyObject *bool_to_int_func = NULL;     /* this module's bool_to_int */
 static PyObject *bool_to_bool_func = NULL;    /* this module's bool_to_bool */
 static PyObject *sqlite_datetime_func = NULL; /* this module's sqlite_datetime */
 static PyObject *decimal_to_float_func = NULL; /* this module's decimal_to_float */
-static PyObject *decimal_type = NULL;          /* decimal.Decimal, once set_decimal_type() ran */
+static PyObject *decimal_type = NULL;          /* decimal.Decimal */
 
 /* decimal_to_float(value) -> float(value) for a Decimal, any other value itself: the
  * PostgreSQL backend's result processor of a Float column (asyncpg returns a float for
@@ -488,21 +488,10 @@ static PyObject *decimal_type = NULL;          /* decimal.Decimal, once set_deci
 static PyObject *
 decimal_to_float(PyObject *module, PyObject *value)
 {
-    if (decimal_type != NULL && Py_TYPE(value) == (PyTypeObject *)decimal_type) {
+    if (Py_TYPE(value) == (PyTypeObject *)decimal_type) {
         return PyNumber_Float(value);
     }
     return Py_NewRef(value);
-}
-
-static PyObject *
-set_decimal_type(PyObject *module, PyObject *type)
-{
-    if (!PyType_Check(type)) {
-        PyErr_SetString(PyExc_TypeError, "set_decimal_type() takes decimal.Decimal");
-        return NULL;
-    }
-    Py_XSETREF(decimal_type, Py_NewRef(type));
-    Py_RETURN_NONE;
 }
 
 static PyObject *bool_to_int(PyObject *module, PyObject *value);
@@ -565,14 +554,9 @@ steps_init(Steps *plan, PyObject *processors)
                        : func == sqlite_datetime_func ? sqlite_datetime
                        : func == decimal_to_float_func ? decimal_to_float
                                                       : NULL;
+        plan->floats_only = (k == 0 || plan->floats_only) && step->direct == decimal_to_float;
     }
     plan->count = count;
-    plan->floats_only = count > 0;
-    for (Py_ssize_t k = 0; k < count; k++) {
-        if (plan->steps[k].direct != decimal_to_float) {
-            plan->floats_only = 0;
-        }
-    }
     return 0;
 error:
     if (plan->steps != plan->inline_steps) {
@@ -629,22 +613,13 @@ convert_row(PyObject *row, const Steps *plan)
     return values;
 }
 
-/* The values of a record: row converted, as a tuple off the cycle collector's lists like the
- * record that will hold it. It is never changed afterwards, so it cannot join a cycle unless
- * user code makes a converted value (a JSON dict) refer back to its record. Left tracked, a
- * thousand fetched rows would make every collection that follows scan a thousand more
- * objects, which costs more than building the records.
- *
- * With take set, a row that is an exact tuple referenced only by the caller's list is
- * converted in place instead of copied: nothing else can see it, and the copy and the
- * freeing of the original cost as much as the conversions. */
 /* Whether a driver's row needs no conversion at all: every step is decimal_to_float and no
  * value it would read is a Decimal (a Float column's floats and NULLs). 1 yes, 0 no, -1 on
  * error. */
 static int
 row_unchanged(PyObject *row, const Steps *plan)
 {
-    if (!plan->floats_only || decimal_type == NULL) {
+    if (!plan->floats_only) {
         return 0;
     }
     for (Py_ssize_t k = 0; k < plan->count; k++) {
@@ -661,6 +636,15 @@ row_unchanged(PyObject *row, const Steps *plan)
     return 1;
 }
 
+/* The values of a record: row converted, as a tuple off the cycle collector's lists like the
+ * record that will hold it. It is never changed afterwards, so it cannot join a cycle unless
+ * user code makes a converted value (a JSON dict) refer back to its record. Left tracked, a
+ * thousand fetched rows would make every collection that follows scan a thousand more
+ * objects, which costs more than building the records.
+ *
+ * With take set, a row that is an exact tuple referenced only by the caller's list is
+ * converted in place instead of copied: nothing else can see it, and the copy and the
+ * freeing of the original cost as much as the conversions. */
 static PyObject *
 record_values(PyObject *row, const Steps *plan, int take)
 {
@@ -995,8 +979,6 @@ static PyMethodDef module_methods[] = {
      "convert_rows(rows, processors) -> list of converted lists"},
     {"decimal_to_float", (PyCFunction)decimal_to_float, METH_O,
      "decimal_to_float(value) -> float(value) for a decimal.Decimal, else value itself"},
-    {"set_decimal_type", (PyCFunction)set_decimal_type, METH_O,
-     "set_decimal_type(decimal.Decimal): the type decimal_to_float converts"},
     {"bool_to_int", (PyCFunction)bool_to_int, METH_O,
      "bool_to_int(value) -> 1, 0 or None"},
     {"bool_to_bool", (PyCFunction)bool_to_bool, METH_O,
@@ -1063,10 +1045,15 @@ PyInit__crecords(void)
     bool_to_bool_func = PyObject_GetAttrString(module, "bool_to_bool");
     sqlite_datetime_func = PyObject_GetAttrString(module, "sqlite_datetime");
     decimal_to_float_func = PyObject_GetAttrString(module, "decimal_to_float");
+    PyObject *decimal_module = PyImport_ImportModule("decimal");
+    if (decimal_module != NULL) {
+        decimal_type = PyObject_GetAttrString(decimal_module, "Decimal");
+        Py_DECREF(decimal_module);
+    }
     if (int_to_boolean_func == NULL || str_to_datetime_func == NULL ||
         str_to_utc_datetime_func == NULL || bool_to_int_func == NULL ||
         bool_to_bool_func == NULL || sqlite_datetime_func == NULL ||
-        decimal_to_float_func == NULL) {
+        decimal_to_float_func == NULL || decimal_type == NULL) {
         Py_DECREF(module);
         return NULL;
     }

@@ -189,7 +189,6 @@ else:
             bool_to_int,
             convert_rows,
             decimal_to_float,
-            set_decimal_type,
             sqlite_datetime,
             str_to_utc_datetime,
         )
@@ -199,7 +198,6 @@ else:
         from ._crecords import make_records as _make_records
         from ._crecords import str_to_datetime as _str_to_datetime
 
-        set_decimal_type(Decimal)
         SPEEDUPS = True
     except ImportError:  # built without a C compiler
         _RecordBase = _PyRecordBase
