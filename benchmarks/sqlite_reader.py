@@ -1,9 +1,9 @@
 """The SQLite C reader on and off, interleaved in one process (aiodatabases only).
 
-A table of 10,000 notes (the tutorial's columns), one connection held; each round runs, with
-the reader and then without it (the order alternating between rounds), 20,000 point selects
-by id with ``fetch_one`` and 2,000 pages of 20 rows with ``fetch_all``, as the notes routes
-"get" and "list" do. Prints the median rate of each over the rounds and the ratio.
+A table of 10,000 notes seeded as the HTTP benchmark seeds it (the tutorial's columns), one
+connection held; each round runs, with the reader and then without it (the order alternating
+between rounds), 20,000 point selects by id with ``fetch_one`` and 2,000 pages of 20 rows with
+``fetch_all``, as the notes routes "get" and "list" do. Prints the median rate of each over the rounds and the ratio.
 
     python benchmarks/sqlite_reader.py --rounds 7
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,22 +21,12 @@ from pathlib import Path
 import aiodatabases
 from aiodatabases.backends.sqlite import SQLiteConnection
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "http"))
+from seed import seed_sqlite  # the HTTP benchmark's notes table and rows
+
 GET = "SELECT id, text, completed FROM notes WHERE id = :id"
 LIST = "SELECT id, text, completed FROM notes ORDER BY id LIMIT 20 OFFSET :offset"
 ROWS = 10_000
-
-
-def _create(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "CREATE TABLE notes (id INTEGER PRIMARY KEY, text VARCHAR(200), completed BOOLEAN)"
-    )
-    conn.executemany(
-        "INSERT INTO notes VALUES (?, ?, ?)",
-        [(i, f"note {i} " * 5, i % 2) for i in range(1, ROWS + 1)],
-    )
-    conn.commit()
-    conn.close()
 
 
 async def run(path: Path, rounds: int) -> dict[tuple[str, bool], list[float]]:
@@ -70,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "notes.db"
-        _create(path)
+        seed_sqlite(str(path), ROWS)
         rates = asyncio.run(run(path, args.rounds))
     for kind, unit in (("get", "selects/s"), ("list", "pages/s")):
         on = statistics.median(rates[(kind, True)])
