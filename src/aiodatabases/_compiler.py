@@ -17,12 +17,13 @@ from typing import Any, Final
 
 import sqlalchemy.exc
 from sqlalchemy.engine.interfaces import Dialect
-from sqlalchemy.sql import ClauseElement, text
+from sqlalchemy.sql import ClauseElement, operators, text
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.ddl import ExecutableDDLElement
 from sqlalchemy.sql.dml import Insert, Update, ValuesBase
-from sqlalchemy.sql.elements import BindParameter
-from sqlalchemy.sql.selectable import SelectBase, TextualSelect
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, UnaryExpression
+from sqlalchemy.sql.schema import Column, Table
+from sqlalchemy.sql.selectable import Select, SelectBase, TextualSelect, _OffsetLimitParam
 
 from ._records import ResultMeta, convert_rows
 from .exceptions import InterfaceError, ProgrammingError
@@ -48,6 +49,45 @@ class Kind:
 _PLAIN_INSERT_ATTRIBUTES: Final = frozenset({"table", "_values"})
 #: Heads the cache keys of plain inserts, so that they never equal one of SQLAlchemy's.
 _PLAIN_INSERT: Final = object()
+# What a plain select may have set on itself (see Compiler._plain_select): anything else (a
+# join, GROUP BY, DISTINCT, a hint, execution options, FOR UPDATE ...) leaves another name.
+_PLAIN_SELECT_ATTRIBUTES: Final = frozenset(
+    {
+        "_raw_columns",
+        "_label_style",
+        "_where_criteria",
+        "_order_by_clauses",
+        "_limit_clause",
+        "_offset_clause",
+        "_fetch_clause",
+        "_fetch_clause_options",
+    }
+)
+_PLAIN_SELECT: Final = object()
+# Cached for a plain-select key whose literals SQLAlchemy binds in another order.
+_NOT_PLAIN: Final = object()
+# ``column <op> literal``: what such a comparison holds, and the operators taken.
+_COMPARISON_ATTRIBUTES: Final = frozenset(
+    {
+        "_orig",
+        "_propagate_attrs",
+        "left",
+        "right",
+        "operator",
+        "type",
+        "negate",
+        "_is_implicitly_boolean",
+        "modifiers",
+    }
+)
+_COMPARISONS: Final = frozenset(
+    {operators.eq, operators.ne, operators.lt, operators.le, operators.gt, operators.ge}
+)
+# ``column.desc()`` / ``column.asc()`` in ORDER BY (``description`` is memoized: a label).
+_ORDERING_ATTRIBUTES: Final = frozenset(
+    {"operator", "modifier", "_propagate_attrs", "element", "type", "description"}
+)
+_ORDERINGS: Final = frozenset({operators.desc_op, operators.asc_op})
 #: Where one positional value of a Core statement comes from: the parameter's key and name,
 #: the index of the statement's literal that fills it (-1: none), whether a value is
 #: required, and the compiled parameter (see ``_bind_plan()``).
@@ -275,6 +315,10 @@ class Compiler:
             plain = self._plain_insert(stmt, many)
             if plain is not None:
                 return plain
+        if not values and type(stmt) is Select:
+            plain = self._plain_select(stmt, many)
+            if plain is not None:
+                return plain
         column_keys: tuple[str, ...] | None = None
         if isinstance(stmt, ValuesBase):
             column_keys = tuple(sorted(values)) if values else ()
@@ -329,6 +373,112 @@ class Compiler:
             compiled = self._compile_core(stmt, cache_key, (), many)
             entry = self._entry_for(stmt, compiled)
             self._core.put(key, entry)
+        return entry, entry.compiled, binds, None
+
+    def _plain_select(
+        self, stmt: Select[Any], many: bool
+    ) -> tuple[CompiledQuery, Any, Any, Mapping[str, Any] | None] | None:
+        """``core()`` for the select such code builds afresh on every call, None for others.
+
+        A plain select reads tables or columns, is filtered by ``column <op> literal``
+        comparisons (``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``), ordered by columns or their
+        ``desc()``/``asc()``, and limited or offset by literals. Its SQL depends only on those
+        parts: the tables and columns themselves (by identity), the operators, the types of
+        the literals and comparisons, and whether there is a limit or offset, so that is its
+        cache key, without SQLAlchemy's walk of the whole statement (10-15 us of Python a
+        call). Whatever else a select can carry sets another attribute on the object, or
+        another kind of element among these, and takes the general path.
+
+        The literals are bound in the order of SQLAlchemy's key (its traversal visits WHERE,
+        ORDER BY, LIMIT, OFFSET in this order). The first statement of each key is checked
+        against SQLAlchemy's own key: if its literals differ from SQLAlchemy's in number or
+        order, that key keeps taking the general path.
+        """
+        attrs = stmt.__dict__
+        if not attrs.keys() <= _PLAIN_SELECT_ATTRIBUTES:
+            return None
+        if attrs.get("_fetch_clause") is not None or attrs.get("_fetch_clause_options"):
+            return None
+        froms = tuple(attrs.get("_raw_columns", ()))
+        for element in froms:
+            if type(element) is not Table and type(element) is not Column:
+                return None
+        binds: list[BindParameter[Any]] = []
+        where: list[Any] = []
+        for criterion in attrs.get("_where_criteria", ()):
+            if (
+                type(criterion) is not BinaryExpression
+                or not criterion.__dict__.keys() <= _COMPARISON_ATTRIBUTES
+                or criterion.operator not in _COMPARISONS
+                or type(criterion.left) is not Column
+                or criterion.modifiers
+                or criterion._propagate_attrs
+            ):
+                return None
+            bind = criterion.right
+            if type(bind) is not BindParameter or not _plain_literal(bind):
+                return None
+            binds.append(bind)
+            where.append(
+                (
+                    criterion.left,
+                    criterion.operator,
+                    criterion.negate,
+                    bind.type._static_cache_key,
+                    criterion.type._static_cache_key,
+                )
+            )
+        order: list[Any] = []
+        for clause in attrs.get("_order_by_clauses", ()):
+            if type(clause) is Column:
+                order.append(clause)
+            elif (
+                type(clause) is UnaryExpression
+                and clause.__dict__.keys() <= _ORDERING_ATTRIBUTES
+                and clause.operator is None
+                and clause.modifier in _ORDERINGS
+                and type(clause.element) is Column
+                and not clause._propagate_attrs
+            ):
+                order.append((clause.element, clause.modifier))
+            else:
+                return None
+        bounds: list[Any] = []
+        for name in ("_limit_clause", "_offset_clause"):
+            bound = attrs.get(name)
+            if bound is not None:
+                if type(bound) is not _OffsetLimitParam or not _plain_literal(bound):
+                    return None
+                binds.append(bound)
+                bounds.append((name, bound.type._static_cache_key))
+        key = (
+            _PLAIN_SELECT,
+            froms,
+            attrs.get("_label_style"),
+            tuple(where),
+            tuple(order),
+            tuple(bounds),
+            many,
+        )
+        entry = self._core.get(key)
+        if entry is None:
+            cache_key = stmt._generate_cache_key()
+            if cache_key is None:
+                return None
+            theirs = cache_key.bindparams
+            if len(theirs) != len(binds) or any(
+                a is not b for a, b in zip(theirs, binds, strict=True)
+            ):
+                self._core.put(key, _NOT_PLAIN)
+                return None
+            full = (cache_key.key, None, many)
+            entry = self._core.get(full)
+            if entry is None:
+                entry = self._entry_for(stmt, self._compile_core(stmt, cache_key, None, many))
+                self._core.put(full, entry)
+            self._core.put(key, entry)
+        elif entry is _NOT_PLAIN:
+            return None
         return entry, entry.compiled, binds, None
 
     def _compile_core(
@@ -617,6 +767,19 @@ def _planned_args(
         else:
             args.append(extracted[index].value if index >= 0 else bind.value)
     return args
+
+
+def _plain_literal(bind: BindParameter[Any]) -> bool:
+    """Whether a bind is a literal value given in the statement, as ``column == 5`` makes:
+    anonymous, one value, nothing computed at execution or rendered into the SQL."""
+    return (
+        bind.unique
+        and bind.callable is None
+        and not bind.expanding
+        and not bind.literal_execute
+        and not bind.isoutparam
+        and not bind.required
+    )
 
 
 def _check_column_keys(stmt: ClauseElement, compiled: Any, column_keys: Iterable[str]) -> None:

@@ -16,7 +16,7 @@ from aiodatabases import Database
 from aiodatabases._compiler import Compiler
 from aiodatabases.backends.sqlite import SQLiteDialect
 
-from .tables import defaults, notes
+from .tables import defaults, notes, users
 
 THREE_NOTES = [
     {"text": "alpha", "completed": False},
@@ -250,6 +250,177 @@ _AT = dt.datetime(2026, 11, 30, 1, 2, 3, tzinfo=dt.UTC)
 _REQUIRED = object()
 
 
+class _GeneralCompiler(Compiler):
+    """Compiles every select through SQLAlchemy's cache key: what a plain select must match."""
+
+    def _plain_select(self, stmt: Any, many: bool) -> None:
+        return None
+
+
+def _general(dialect: Any, statement: Any) -> Any:
+    """The SQL and bound arguments of ``statement`` on the general path."""
+    return _GeneralCompiler(dialect).prepare(statement, None)[1:]
+
+
+#: Selects built afresh the way application code writes them (n: the literal of the call).
+_PLAIN_SELECTS: list[Any] = [
+    lambda n: notes.select().where(notes.c.id == n),
+    lambda n: select(notes).where(notes.c.id != n),
+    lambda n: select(notes).where(notes.c.id > n, notes.c.text <= f"t{n}"),
+    lambda n: select(notes).where(notes.c.text >= f"t{n}").where(notes.c.id >= n),
+    lambda n: select(notes.c.text, notes.c.id).where(notes.c.id < n),
+    lambda n: select(notes, users).where(users.c.name == f"u{n}"),
+    lambda n: select(notes).order_by(notes.c.id).limit(n),
+    lambda n: select(notes).order_by(notes.c.id.desc()).limit(n).offset(n * 2),
+    lambda n: select(notes).order_by(notes.c.completed.asc(), notes.c.id).offset(n),
+    lambda n: select(notes).where(notes.c.id > n).order_by(notes.c.id.desc()).limit(20),
+    lambda n: select(notes).limit(n).where(notes.c.text == f"t{n}"),
+    lambda n: select(_odd).where(_odd.c["a.b [c]"] == f"o{n}", _odd.c.when > _AT),
+    lambda n: select(notes).where(~(notes.c.id == n)),
+    lambda n: select(notes),
+]
+
+
+@pytest.mark.parametrize("build", _PLAIN_SELECTS)
+def test_a_plain_select_binds_its_literals_in_sqlalchemys_order(build: Any) -> None:
+    """A plain select skips SQLAlchemy's cache key and binds the statement's own literals, in
+    the order of that key, so they fill the SQL compiled for another such select; on every
+    backend's dialect the SQL and arguments are SQLAlchemy's own."""
+    for dialect in _dialects():
+        compiler = Compiler(dialect)
+        first, second = build(1), build(2)
+        plain = compiler._plain_select(first, False)
+        assert plain is not None
+        entry, _, extracted, _ = plain
+        assert extracted == list(first._generate_cache_key().bindparams)
+        again = compiler._plain_select(second, False)
+        assert again is not None
+        assert again[0] is entry
+        sql, args = compiler.core_args(entry, again[1], again[2], None)
+        assert sql == second.compile(dialect=dialect).string
+        assert (sql, args) == _general(dialect, build(2))
+
+
+def test_plain_selects_of_different_shapes_never_share_sql() -> None:
+    """Every plain select, compiled after all the others through one cache, gets the SQL and
+    arguments SQLAlchemy compiles for it alone (operators, orderings, tables, columns, literal
+    types, LIMIT and OFFSET each tell them apart)."""
+    other_notes = sqlalchemy.Table(
+        "notes",
+        sqlalchemy.MetaData(),
+        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True),
+        sqlalchemy.Column("text", sqlalchemy.Text),
+        sqlalchemy.Column("completed", sqlalchemy.Boolean),
+        schema="archive",
+    )
+    shapes = [
+        *_PLAIN_SELECTS,
+        *(
+            lambda n, op=op: select(notes).where(op(notes.c.id, n))
+            for op in (
+                lambda a, b: a == b,
+                lambda a, b: a != b,
+                lambda a, b: a < b,
+                lambda a, b: a <= b,
+                lambda a, b: a > b,
+                lambda a, b: a >= b,
+            )
+        ),
+        lambda n: select(other_notes).where(other_notes.c.id == n),
+        lambda n: select(other_notes).where(other_notes.c.text == f"t{n}"),
+        lambda n: select(notes).where(notes.c.text == f"t{n}"),
+        lambda n: select(notes).order_by(notes.c.id.asc()).limit(n),
+        lambda n: select(notes).order_by(notes.c.text).limit(n),
+        lambda n: select(notes).order_by(notes.c.id).offset(n),
+        lambda n: select(notes).order_by(notes.c.id).limit(n).offset(n),
+        lambda n: select(notes.c.id).where(notes.c.id == n),
+        lambda n: select(notes.c.id, notes.c.text).where(notes.c.id == n),
+    ]
+    for dialect in _dialects():
+        compiler = Compiler(dialect)
+        for n in (1, 2):
+            for build in shapes:
+                got = compiler.prepare(build(n), None)[1:]
+                assert got[0] == build(n).compile(dialect=dialect).string
+                assert got == _general(dialect, build(n))
+        assert all(compiler._plain_select(build(3), False) is not None for build in shapes)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        select(notes).where(sqlalchemy.and_(notes.c.id == 1, notes.c.text == "x")),
+        select(notes).where(sqlalchemy.or_(notes.c.id == 1, notes.c.id == 2)),
+        select(notes).where(notes.c.text.like("x%")),
+        select(notes).where(notes.c.id.in_([1, 2])),
+        select(notes).where(notes.c.text.is_(None)),
+        select(notes).where(notes.c.id == bindparam("wanted")),
+        select(notes).where(notes.c.id == notes.c.id),
+        select(notes).where(func.lower(notes.c.text) == "x"),
+        select(notes).where(notes.c.id == sqlalchemy.literal(1, sqlalchemy.BigInteger) + 1),
+        select(notes).where(text("id = 1")),
+        select(notes).join(users, users.c.id == notes.c.id),
+        select(notes).group_by(notes.c.completed),
+        select(notes).distinct(),
+        select(notes).with_for_update(),
+        select(notes).execution_options(yield_per=10),
+        select(notes).prefix_with("SQL_NO_CACHE"),
+        select(notes).order_by(notes.c.id.desc().nulls_last()),
+        select(notes).order_by(text("id")),
+        select(notes).limit(sqlalchemy.literal_column("5")),
+        select(notes).fetch(5),
+        select(notes.c.id.label("ident")),
+        select(func.count()).select_from(notes),
+        select(notes).subquery().select(),
+        select(notes).where(notes.c.id == 1).union(select(notes)),
+    ],
+    ids=[
+        "and",
+        "or",
+        "like",
+        "in",
+        "is-null",
+        "named-bindparam",
+        "column-to-column",
+        "function",
+        "expression-literal",
+        "text-where",
+        "join",
+        "group-by",
+        "distinct",
+        "for-update",
+        "execution-options",
+        "prefix",
+        "nulls-last",
+        "text-order",
+        "sql-limit",
+        "fetch",
+        "label",
+        "count",
+        "subquery",
+        "union",
+    ],
+)
+def test_any_other_select_takes_sqlalchemys_cache_key(statement: Any) -> None:
+    compiler = Compiler(SQLiteDialect(paramstyle="qmark"))
+    if type(statement) is sqlalchemy.Select:
+        assert compiler._plain_select(statement, False) is None
+
+
+def test_a_select_whose_literals_sqlalchemy_binds_otherwise_takes_its_cache_key() -> None:
+    """One comparison used twice holds one literal, which SQLAlchemy's key binds once: the
+    plain path sees two, so that shape keeps the general path, and binds it correctly."""
+    compiler = Compiler(SQLiteDialect(paramstyle="qmark"))
+
+    def build(n: int) -> Any:
+        same = notes.c.id == n
+        return select(notes).where(same, same)
+
+    assert compiler._plain_select(build(1), False) is None
+    assert compiler._plain_select(build(2), False) is None
+    assert compiler.prepare(build(3), None)[1:] == _general(compiler.dialect, build(3))
+
+
 def _twice(first: Any, second: Any) -> Any:
     """``id = :w OR id > :w``, each ``:w`` a parameter of its own with this value, or none
     (``_REQUIRED``)."""
@@ -350,6 +521,39 @@ async def test_columns_with_odd_names_take_values_by_their_names(database: Datab
         ]
     finally:
         await database.execute(DropTable(_odd))
+
+
+async def test_plain_selects_built_afresh_each_find_their_own_rows(database: Database) -> None:
+    """Selects of one table that differ only in an operator, an ordering or a bound each get
+    their own SQL from the cache, called in turn with new literals."""
+    await database.execute_many(
+        notes.insert(), [{"id": i, "text": f"t{i}", "completed": i % 2 == 0} for i in range(1, 8)]
+    )
+
+    async def ids(statement: Any) -> list[int]:
+        return [row["id"] for row in await database.fetch_all(statement)]
+
+    for n in (3, 5):
+        assert await ids(select(notes).where(notes.c.id == n)) == [n]
+        assert await ids(select(notes).where(notes.c.id != n).order_by(notes.c.id)) == [
+            i for i in range(1, 8) if i != n
+        ]
+        assert await ids(select(notes).where(notes.c.id < n).order_by(notes.c.id.desc())) == list(
+            range(n - 1, 0, -1)
+        )
+        assert await ids(select(notes).where(notes.c.id >= n).order_by(notes.c.id)) == list(
+            range(n, 8)
+        )
+        assert await ids(select(notes).order_by(notes.c.id).limit(n)) == list(range(1, n + 1))
+        assert await ids(select(notes).order_by(notes.c.id.desc()).limit(2).offset(n)) == [
+            7 - n,
+            6 - n,
+        ]
+        assert await ids(select(notes).where(notes.c.text == f"t{n}")) == [n]
+        row = await database.fetch_one(select(notes.c.text, notes.c.id).where(notes.c.id == n))
+        assert row is not None
+        assert list(row.keys()) == ["text", "id"]
+        assert list(row.values()) == [f"t{n}", n]
 
 
 async def test_plain_inserts_of_different_columns_write_what_each_names(database: Database) -> None:
