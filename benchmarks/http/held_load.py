@@ -34,6 +34,7 @@ import json
 import random
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -320,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run the service from this checkout's src/ (e.g. a git worktree of a commit)",
     )
     parser.add_argument("--json", type=Path, help="also write the full result as JSON here")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        help="also draw memory and requests/s over the run as this PNG (matplotlib from the "
+        "HTTP benchmark's http-main environment, built on first use)",
+    )
     parser.add_argument("--workdir", type=Path, help="keep the database and logs here")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
@@ -427,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             "leaks": leaks,
             "server_exit_code": exit_code,
             "warmup_s": warmup,
+            "memory_bar_pct": args.memory_bar,
         }
     )
     failures = []
@@ -443,7 +451,30 @@ def main(argv: list[str] | None = None) -> int:
     print(render(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.plot:
+        data_path = args.json or workdir / "held-load.json"
+        if not args.json:
+            data_path.write_text(json.dumps(result) + "\n")
+        draw(data_path, args.plot)
     return 0 if not failures else 1
+
+
+def draw(data_path: Path, png: Path) -> None:
+    """Draw ``data_path``'s held load as ``png`` with the http-main environment's matplotlib."""
+    import envspecs
+    from benchlib import envs
+
+    python = envs.ensure_env(
+        envspecs.MAIN_ENV, common.REPO / "benchmarks" / ".envs", common.REPO, log=common.log
+    )
+    plot = subprocess.run(
+        [str(python), str(Path(__file__).resolve().parent / "plot.py"), str(data_path), str(png)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    common.log(plot.stdout.strip() or f"plot failed: {plot.stderr[-2000:]}")
 
 
 def _latency(values: list[float]) -> dict[str, float | int]:

@@ -1,8 +1,12 @@
-"""Draw the HTTP benchmark's results (``results-http.json``) as one PNG per backend.
+"""Draw the HTTP benchmark's results, or a held load's, as PNG.
 
-Run by ``run.py --write DIR`` in the http-main environment (it has matplotlib); writes
-``DIR/http-<backend>.png``: requests/s per scenario and contender (bars: medians, whiskers:
-min-max over repetitions) above p50 and p99 latency.
+``plot.py results-http.json`` (run by ``run.py --write DIR`` in the http-main environment, which
+has matplotlib) writes ``DIR/http-<backend>.png``: requests/s per scenario and contender (bars:
+medians, whiskers: min-max over repetitions) above p50 and p99 latency.
+
+``plot.py held-load.json [out.png]`` (run by ``held_load.py --plot``) draws the server's
+resident memory over the run, with the warm-up and the growth bar, above the requests answered
+each second.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -64,10 +69,54 @@ def draw(backend: str, summary: dict[str, dict[str, dict[str, float]]], out: Pat
     return path
 
 
+def draw_held(result: dict[str, Any], out: Path) -> Path:
+    """The server's RSS over a held load above the requests answered each second."""
+    series = result["memory_series_kib"]
+    memory = result["memory"]
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+    )
+    top.plot([t for t, _ in series], [kib / 1024 for _, kib in series], color="C0", lw=1)
+    warmup = result["warmup_s"]
+    top.axvspan(0, warmup, color="0.9", label=f"warm-up ({warmup:g} s), not judged")
+    base = memory.get("after_warmup_kib")
+    if base:
+        top.axhline(base / 1024, color="C2", ls="--", lw=1, label="median RSS after warm-up")
+        bar = result.get("memory_bar_pct")
+        if bar is not None and bar >= 0:
+            top.axhline(
+                base * (1 + bar / 100) / 1024, color="C3", ls=":", lw=1, label=f"+{bar:g}% bar"
+            )
+    top.set_ylabel("server RSS, MiB")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8, loc="lower right")
+    verdict = "PASS" if result["passed"] else "FAIL"
+    top.set_title(
+        f"Held load on {result['backend']}: {result['clients']} clients, "
+        f"{result['requests']:,} requests, {result['errors']} errors, {result['lost']} lost, "
+        f"RSS {memory.get('growth_pct')}% after warm-up: {verdict}",
+        fontsize=10,
+    )
+    per_second = result["requests_per_second_series"]
+    bottom.plot(range(len(per_second)), per_second, color="C1", lw=0.8)
+    bottom.set_ylabel("requests answered per second")
+    bottom.set_xlabel("seconds since the load started")
+    bottom.set_ylim(bottom=0)
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main() -> None:
     data_path = Path(sys.argv[1])
-    run = json.loads(data_path.read_text())
-    for backend, summary in run["summary"].items():
+    data = json.loads(data_path.read_text())
+    if "memory_series_kib" in data:
+        out = Path(sys.argv[2]) if len(sys.argv) > 2 else data_path.with_suffix(".png")
+        print(f"wrote {draw_held(data, out)}")
+        return
+    for backend, summary in data["summary"].items():
         print(f"wrote {draw(backend, summary, data_path.parent)}")
 
 
