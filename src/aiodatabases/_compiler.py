@@ -431,7 +431,7 @@ class Compiler:
         order: list[Any] = []
         for clause in attrs.get("_order_by_clauses", ()):
             if type(clause) is Column:
-                order.append(clause)
+                order.append((clause, None))
             elif (
                 type(clause) is UnaryExpression
                 and clause.__dict__.keys() <= _ORDERING_ATTRIBUTES
