@@ -328,15 +328,22 @@ class Compiler:
             if column_keys:
                 _check_column_keys(stmt, compiled, column_keys)
             return self._entry_for(stmt, compiled), compiled, None, values
+        entry = self._keyed_entry(stmt, cache_key, column_keys, many)
+        return entry, entry.compiled, cache_key.bindparams, values
+
+    def _keyed_entry(
+        self, stmt: ClauseElement, cache_key: Any, column_keys: tuple[str, ...] | None, many: bool
+    ) -> CompiledQuery:
+        """The cached entry of ``stmt`` under SQLAlchemy's cache key, compiled on first use."""
         key = (cache_key.key, column_keys, many)
-        entry = self._core.get(key)
+        entry: CompiledQuery | None = self._core.get(key)
         if entry is None:
             compiled = self._compile_core(stmt, cache_key, column_keys, many)
             if column_keys:
                 _check_column_keys(stmt, compiled, column_keys)
             entry = self._entry_for(stmt, compiled)
             self._core.put(key, entry)
-        return entry, entry.compiled, cache_key.bindparams, values
+        return entry
 
     def _plain_insert(
         self, stmt: Insert, many: bool
@@ -357,21 +364,12 @@ class Compiler:
             return None
         binds = list(given.values())
         for bind in binds:
-            if not (
-                type(bind) is BindParameter
-                and bind.unique
-                and bind.type._isnull
-                and bind.callable is None
-                and not bind.expanding
-                and not bind.literal_execute
-            ):
+            if not (type(bind) is BindParameter and _plain_literal(bind) and bind.type._isnull):
                 return None
         key = (_PLAIN_INSERT, stmt.table, tuple(given), many)
         entry = self._core.get(key)
         if entry is None:
-            cache_key = stmt._generate_cache_key()
-            compiled = self._compile_core(stmt, cache_key, (), many)
-            entry = self._entry_for(stmt, compiled)
+            entry = self._keyed_entry(stmt, stmt._generate_cache_key(), (), many)
             self._core.put(key, entry)
         return entry, entry.compiled, binds, None
 
@@ -471,11 +469,7 @@ class Compiler:
             ):
                 self._core.put(key, _NOT_PLAIN)
                 return None
-            full = (cache_key.key, None, many)
-            entry = self._core.get(full)
-            if entry is None:
-                entry = self._entry_for(stmt, self._compile_core(stmt, cache_key, None, many))
-                self._core.put(full, entry)
+            entry = self._keyed_entry(stmt, cache_key, None, many)
             self._core.put(key, entry)
         elif entry is _NOT_PLAIN:
             return None
@@ -771,7 +765,8 @@ def _planned_args(
 
 def _plain_literal(bind: BindParameter[Any]) -> bool:
     """Whether a bind is a literal value given in the statement, as ``column == 5`` makes:
-    anonymous, one value, nothing computed at execution or rendered into the SQL."""
+    anonymous, one value, nothing computed at execution or rendered into the SQL (inserts
+    take one in ``.values(column=5)``)."""
     return (
         bind.unique
         and bind.callable is None
