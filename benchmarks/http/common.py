@@ -278,18 +278,22 @@ def source_env(source: Path | None) -> dict[str, str]:
 
 
 def ensure_speedups(source: Path) -> None:
-    """Build aiodatabases' C extension into ``source``'s ``src/`` unless it is there.
+    """Build aiodatabases' C extensions into ``source``'s ``src/`` unless they are there.
 
-    Built as a wheel with pip (in an isolated build environment, as an install would) and the
-    extension taken out of it, for the interpreter running this.
+    Every ``_c*.c`` module of the package (the records, the SQLite reader) is built: a
+    worktree missing one would quietly run that part's pure-Python fallback. Built as a wheel
+    with pip (in an isolated build environment, as an install would) and the extensions taken
+    out of it, for the interpreter running this.
 
     Raises:
-        ServerError: The extension could not be built.
+        ServerError: An extension could not be built.
     """
     package = source / "src" / "aiodatabases"
-    if not (package / "_crecords.c").exists() or any(package.glob("_crecords*.so")):
+    wanted = {c.stem for c in package.glob("_c*.c")}
+    missing = {m for m in wanted if not any(package.glob(f"{m}.*.so"))}
+    if not missing:
         return
-    log(f"building the C speedups of {source} ...")
+    log(f"building the C speedups of {source} ({', '.join(sorted(missing))}) ...")
     with tempfile.TemporaryDirectory() as tmp:
         built = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp, str(source)],
@@ -301,11 +305,15 @@ def ensure_speedups(source: Path) -> None:
         if built.returncode != 0 or not wheels:
             raise ServerError(f"building {source} failed:\n{built.stdout}{built.stderr}")
         with zipfile.ZipFile(wheels[0]) as wheel:
-            names = [n for n in wheel.namelist() if n.startswith("aiodatabases/_crecords")]
-            names = [n for n in names if n.endswith(".so")]
-            if not names:
-                raise ServerError(f"the wheel of {source} holds no compiled _crecords")
-            (package / Path(names[0]).name).write_bytes(wheel.read(names[0]))
+            for module in sorted(missing):
+                names = [
+                    n
+                    for n in wheel.namelist()
+                    if n.startswith(f"aiodatabases/{module}.") and n.endswith(".so")
+                ]
+                if not names:
+                    raise ServerError(f"the wheel of {source} holds no compiled {module}")
+                (package / Path(names[0]).name).write_bytes(wheel.read(names[0]))
 
 
 def migrate_notes(
