@@ -391,6 +391,89 @@ async def test_tasks_waiting_on_a_full_pool_get_released_connections_and_cancell
         assert await db.fetch_val("SELECT 2") == 2
 
 
+def _live_timers() -> int:
+    loop = asyncio.get_running_loop()
+    return sum(not handle.cancelled() for handle in loop._scheduled)  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(30)
+async def test_callers_in_line_share_one_timer_and_each_times_out_at_its_own_deadline(
+    pg_url: str,
+) -> None:
+    """40 callers waiting for the one connection arm one timer between them, not one each;
+    callers arriving 0.1 s apart still fail with PoolTimeoutError at their own deadlines
+    (pool_timeout after each one's arrival, not at the line's next periodic look), and a
+    caller arriving after them is served once the connection comes back."""
+    async with Database(pg_url, max_size=1, pool_timeout=0.6) as db:
+        async with db.connection():
+            before = _live_timers()
+            crowd = [asyncio.create_task(db.fetch_val("SELECT 1")) for _ in range(40)]
+            await asyncio.sleep(0.05)
+            assert _live_timers() - before <= 1
+            for task in crowd:
+                task.cancel()
+            await asyncio.gather(*crowd, return_exceptions=True)
+
+            loop = asyncio.get_running_loop()
+            failed_after: list[float] = []
+
+            async def wait(arrival: float) -> None:
+                with pytest.raises(aiodatabases.PoolTimeoutError):
+                    await db.fetch_val("SELECT 1")
+                failed_after.append(loop.time() - arrival)
+
+            waiters = []
+            for _ in range(3):
+                waiters.append(asyncio.create_task(wait(loop.time())))
+                await asyncio.sleep(0.1)
+            await asyncio.gather(*waiters)
+            # Each at its own deadline: the line's periodic look (every 0.25 s) alone would
+            # have failed some of them up to 0.25 s late.
+            assert all(0.6 <= after < 0.8 for after in failed_after), failed_after
+            late = asyncio.create_task(db.fetch_val("SELECT 2"))
+            await asyncio.sleep(0.05)
+        assert await late == 2
+        assert db.pool_stats().in_use == 0
+
+
+@pytest.mark.timeout(30)
+async def test_a_caller_in_line_when_the_database_disconnects_and_connects_again_is_served(
+    pg_url: str,
+) -> None:
+    """disconnect() empties the line; a caller woken by it that finds the database connected
+    again (its task ran only after connect()) is out of the line and keeps looking on its
+    own, so it gets a connection once one is free instead of waiting for ever."""
+    db = Database(pg_url, max_size=1, pool_timeout=5)
+    await db.connect()
+    try:
+        holder_started = asyncio.Event()
+        release_holder = asyncio.Event()
+
+        async def hold() -> None:
+            async with db.connection() as connection:
+                await connection.fetch_val("SELECT 1")
+                holder_started.set()
+                await release_holder.wait()
+
+        holder = asyncio.create_task(hold())
+        await holder_started.wait()
+        waiter = asyncio.create_task(db.fetch_val("SELECT 3"))
+        await asyncio.sleep(0.05)
+        backend: Any = db._backend
+        # disconnect()'s first step, then a connect() before the woken caller runs: the
+        # caller is out of the line and must find its way on its own.
+        for ticket in list(backend._handoff):
+            ticket.gone = True
+            ticket.wake()
+        backend._handoff.clear()
+        await asyncio.sleep(0.3)  # past the line's look: nothing wakes it but its own timer
+        release_holder.set()
+        await holder
+        assert await asyncio.wait_for(waiter, 3) == 3
+    finally:
+        await db.disconnect()
+
+
 async def test_callers_of_a_busy_growing_pool_are_served_in_turn(pg_url: str) -> None:
     """64 tasks querying in a loop on a pool that grows from 1 to 4 connections, each
     yielding a few loop turns between its queries (as requests arriving from a network

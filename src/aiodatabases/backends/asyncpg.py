@@ -24,6 +24,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
+from math import inf
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
@@ -500,6 +501,7 @@ class AsyncpgBackend(Backend):
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._trim_handle: asyncio.TimerHandle | None = None
+        self._line_timer: asyncio.TimerHandle | None = None  # see _line_tick
         self._infos: dict[str, pg.SqlInfo] = {}
         # Every connection handed out, so that disconnect() can end their server sessions.
         self._handed_out: weakref.WeakSet[pg.PgConnection] = weakref.WeakSet()
@@ -551,7 +553,12 @@ class AsyncpgBackend(Backend):
             return
         self._closing = True
         while self._handoff:
-            self._handoff.popleft().wake()
+            ticket = self._handoff.popleft()
+            ticket.gone = True  # out of the line; it sees the disconnect when it wakes
+            ticket.wake()
+        if self._line_timer is not None:
+            self._line_timer.cancel()
+            self._line_timer = None
         if self._trim_handle is not None:
             self._trim_handle.cancel()
             self._trim_handle = None
@@ -653,6 +660,10 @@ class AsyncpgBackend(Backend):
                 handed = await self._wait_handoff()
                 if handed is not None:
                     return handed
+                if self._idle:
+                    # Released while this caller waited out of the line (disconnect() had
+                    # emptied it): release() hands connections only to callers in line.
+                    return await self.acquire()
             conn = AsyncpgConnection(self, await self.checkout())
         conn._held = True
         self._out += 1
@@ -682,14 +693,15 @@ class AsyncpgBackend(Backend):
 
         Passing a just-used connection from one task to the next directly saves the trip
         through asyncpg's pool (a task, its queue and timeouts) on every call of a busy pool.
-        A caller keeps its place in the line however often it is woken to look again.
-        Returns the connection, already counted as held, or ``None`` when the caller should
-        take one from asyncpg's pool instead.
+        A caller keeps its place in the line however often it is woken to look again. The
+        callers in line share one timer (``_line_tick``) that wakes the first of them to look
+        again and the others at their deadlines, rather than each arming its own for every
+        wait. Returns the connection, already counted as held, or ``None`` when the caller
+        should take one from asyncpg's pool instead.
         """
         loop = asyncio.get_running_loop()
         limit = self.pool_timeout
-        deadline = None if limit is None else loop.time() + limit
-        ticket = _Ticket()
+        ticket = _Ticket(inf if limit is None else loop.time() + limit)
         handoff = self._handoff
         handoff.append(ticket)
         try:
@@ -705,18 +717,26 @@ class AsyncpgBackend(Backend):
                     ticket.gone = True
                     self._feed()  # the next in line may go on too (another slot may be free)
                     return None
-                remaining = _RECHECK if deadline is None else deadline - loop.time()
-                if remaining <= 0:
+                if loop.time() >= ticket.deadline:
                     raise exceptions.PoolTimeoutError(
                         f"no connection became free within {self.pool_timeout} s "
                         f"(all {self.max_size} in use); raise max_size or pool_timeout"
                     )
                 ticket.future = waiter = loop.create_future()
-                timer = loop.call_later(min(_RECHECK, remaining), ticket.wake)
-                try:
+                if ticket.gone:
+                    # Out of the line (disconnect() emptied it, and a connect() followed): the
+                    # line's timer does not see this caller, so it keeps a timer of its own.
+                    timer = loop.call_at(min(loop.time() + _RECHECK, ticket.deadline), ticket.wake)
+                    try:
+                        await waiter
+                    finally:
+                        timer.cancel()
+                else:
+                    if self._line_timer is None:
+                        self._line_timer = loop.call_at(
+                            min(loop.time() + _RECHECK, ticket.deadline), self._line_tick
+                        )
                     await waiter
-                finally:
-                    timer.cancel()
         except BaseException:
             if not ticket.gone:
                 ticket.gone = True
@@ -727,6 +747,26 @@ class AsyncpgBackend(Backend):
             if late is not None:
                 self.release(late)  # handed over just as we were cancelled
             raise
+
+    def _line_tick(self) -> None:
+        """The line's timer: wake the first caller in line to look again (a slot may have come
+        free in asyncpg's pool unannounced) and every caller whose deadline has passed; armed
+        again, for the nearest deadline or the next look, while anyone is in line."""
+        self._line_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        nearest = inf
+        anyone = False
+        for ticket in self._handoff:
+            if ticket.gone:
+                continue
+            if not anyone or ticket.deadline <= now:
+                ticket.wake()
+            if ticket.deadline > now:
+                nearest = min(nearest, ticket.deadline)
+            anyone = True
+        if anyone:
+            self._line_timer = loop.call_at(min(now + _RECHECK, nearest), self._line_tick)
 
     def _feed(self) -> None:
         """Wake the first caller in line to look again (a connection went to asyncpg's pool,
@@ -1024,12 +1064,13 @@ class _GroupCommit(WriteGroups):
 class _Ticket:
     """A caller's place in the line for a connection (``AsyncpgBackend._wait_handoff``)."""
 
-    __slots__ = ("conn", "future", "gone")
+    __slots__ = ("conn", "deadline", "future", "gone")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
         self.future: asyncio.Future[None] | None = None
         self.conn: AsyncpgConnection | None = None  # handed over by release()
-        self.gone = False  # out of the line: served, left for asyncpg's pool, or cancelled
+        self.gone = False  # out of the line: served, left, cancelled, or the line was emptied
+        self.deadline = deadline  # loop time when pool_timeout runs out (inf: never)
 
     def wake(self) -> None:
         """Let the caller look again (or take what was handed to it)."""
