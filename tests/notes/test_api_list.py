@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import json
 import typing
+import urllib.parse
 from typing import Any
 
 import httpx
@@ -151,6 +152,42 @@ async def test_cursor_link_header_points_at_the_next_page(client: httpx.AsyncCli
     assert "completed=true" in following
     assert f"cursor={response.json()['next_cursor']}" in following
     assert len((await client.get(following)).json()["items"]) == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        [("limit", "2")],
+        [("tag", "a b"), ("limit", "2"), ("tag", "c&d"), ("completed", "false")],
+        [("limit", "2"), ("offset", "1"), ("tag", "é/ü")],
+        [("cursor", "{cursor}"), ("limit", "2"), ("tag", "a b")],
+    ],
+)
+async def test_the_link_header_is_this_query_with_the_next_cursor_or_offset(
+    client: httpx.AsyncClient, query: list[tuple[str, str]]
+) -> None:
+    """The Link header is the collection's URL with this request's query, every item in its
+    order and encoded as urlencode() encodes it, but for the cursor or offset, which comes
+    last with the next page's: the same header for the same query on every call."""
+    tags = ["a b", "c&d", "é/ü"]
+    await create_many(
+        client, [{"title": f"n{i}", "completed": False, "tags": tags} for i in range(8)]
+    )
+    if any(key == "cursor" for key, _ in query):
+        first = (await client.get("/api/notes", params={"limit": 2, "tag": "a b"})).json()
+        query = [(k, first["next_cursor"] if k == "cursor" else v) for k, v in query]
+    for _ in range(2):
+        response = await client.get("/api/notes", params=query)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        sent = response.request.url.params.multi_items()  # as httpx ordered them
+        kept = [(k, v) for k, v in sent if k not in ("cursor", "offset")]
+        if page["next_offset"] is not None:
+            kept.append(("offset", str(page["next_offset"])))
+        else:
+            kept.append(("cursor", page["next_cursor"]))
+        expected = f'<http://notes.test/api/notes?{urllib.parse.urlencode(kept)}>; rel="next"'
+        assert response.headers["link"] == expected
 
 
 async def test_completed_filter_keeps_only_matching_notes(client: httpx.AsyncClient) -> None:

@@ -122,6 +122,24 @@ _COLLECTION_URLS: dict[tuple[Any, ...], str] = {}
 _MAX_COLLECTION_URLS = 64
 
 
+#: The encoded queries of next-page links without their cursor or offset, by their items: a
+#: client walking the pages asks the same query with another cursor each time. Bounded, since
+#: the query is the client's to choose.
+_KEPT_QUERIES: dict[tuple[tuple[str, str], ...], str] = {}
+_MAX_KEPT_QUERIES = 256
+
+
+def _kept_query(kept: tuple[tuple[str, str], ...]) -> str:
+    """``urlencode(kept)``, remembered."""
+    query = _KEPT_QUERIES.get(kept)
+    if query is None:
+        query = urlencode(kept)
+        if len(_KEPT_QUERIES) >= _MAX_KEPT_QUERIES:
+            _KEPT_QUERIES.clear()
+        _KEPT_QUERIES[kept] = query
+    return query
+
+
 def _collection_url(request: Request) -> str:
     """This request's URL without its query or a trailing slash: the notes collection."""
     scope = request.scope
@@ -238,18 +256,21 @@ async def list_notes(request: Request) -> Response:
     next_cursor, next_offset = page["next_cursor"], page["next_offset"]
     if next_cursor is not None:
         # The same query, with the next page's cursor or offset in place of this page's.
-        kept = [
-            (key, value)
-            for key, value in request.query_params.multi_items()
-            if key not in ("cursor", "offset")
-        ]
+        kept = tuple(
+            [
+                (key, value)
+                for key, value in request.query_params.multi_items()
+                if key not in ("cursor", "offset")
+            ]
+        )
         if next_offset is not None:
-            kept.append(("offset", str(next_offset)))
+            following = urlencode((("offset", str(next_offset)),))
         else:
-            kept.append(("cursor", next_cursor))
-        # This URL's query is replaced (its path cannot hold a "?": the route matched it).
-        following = f"{str(request.url).partition('?')[0]}?{urlencode(kept)}"
-        headers["Link"] = f'<{following}>; rel="next"'
+            following = urlencode((("cursor", next_cursor),))
+        query = _kept_query(kept)
+        if query:
+            following = f"{query}&{following}"
+        headers["Link"] = f'<{_collection_url(request)}?{following}>; rel="next"'
     # The JSON of the NotePage (response_model, for the documentation), written directly.
     return Response(note_page_json(page), media_type="application/json", headers=headers)
 
