@@ -135,7 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.settings = settings
-    # Read at each call, so that tests may replace app.state.clock.
+    # The clock of tokens and notes, read at each use so that tests may replace it; set here
+    # so that each read finds it (a missing attribute of Starlette's State costs an exception).
+    app.state.clock = utc_now
     app.state.auth = Auth.from_settings(settings, lambda: getattr(app.state, "clock", utc_now)())
     install_error_handlers(app)
     # Routes are matched in this order: the notes routes, which nearly every request is for,

@@ -263,10 +263,12 @@ async def list_notes(request: Request) -> Response:
                 if key not in ("cursor", "offset")
             ]
         )
+        # As urlencode() would write them: an integer, and encode_cursor()'s base64url text,
+        # whose characters (letters, digits, "-", "_") are all left as they are.
         if next_offset is not None:
-            following = urlencode((("offset", str(next_offset)),))
+            following = f"offset={int(next_offset)}"
         else:
-            following = urlencode((("cursor", next_cursor),))
+            following = f"cursor={next_cursor}"
         query = _kept_query(kept)
         if query:
             following = f"{query}&{following}"
