@@ -20,6 +20,7 @@ from sqlalchemy.engine import Dialect
 
 import aiodatabases
 from notes import repository
+from notes.api import notes as notes_api
 from notes.errors import BadRequestError
 from notes.pagination import Cursor, Sort, decode_cursor, encode_cursor
 from notes.repository import ListQuery, NotesRepository
@@ -161,6 +162,7 @@ async def test_cursor_link_header_points_at_the_next_page(client: httpx.AsyncCli
         [("tag", "a b"), ("limit", "2"), ("tag", "c&d"), ("completed", "false")],
         [("limit", "2"), ("offset", "1"), ("tag", "é/ü")],
         [("cursor", "{cursor}"), ("limit", "2"), ("tag", "a b")],
+        [("limit", "2"), ("unknown", "x y" * 300)],  # too long to be remembered
     ],
 )
 async def test_the_link_header_is_this_query_with_the_next_cursor_or_offset(
@@ -188,6 +190,8 @@ async def test_the_link_header_is_this_query_with_the_next_cursor_or_offset(
             kept.append(("cursor", page["next_cursor"]))
         expected = f'<http://notes.test/api/notes?{urllib.parse.urlencode(kept)}>; rel="next"'
         assert response.headers["link"] == expected
+    remembered = notes_api._KEPT_QUERIES  # bounded: nothing over the length is kept
+    assert all(len(query) <= notes_api._MAX_KEPT_QUERY_LENGTH for query in remembered.values())
 
 
 async def test_completed_filter_keeps_only_matching_notes(client: httpx.AsyncClient) -> None:

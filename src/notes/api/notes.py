@@ -123,20 +123,22 @@ _MAX_COLLECTION_URLS = 64
 
 
 #: The encoded queries of next-page links without their cursor or offset, by their items: a
-#: client walking the pages asks the same query with another cursor each time. Bounded, since
-#: the query is the client's to choose.
+#: client walking the pages asks the same query with another cursor each time. Bounded in
+#: count and in the length of what is kept, since the query is the client's to choose.
 _KEPT_QUERIES: dict[tuple[tuple[str, str], ...], str] = {}
 _MAX_KEPT_QUERIES = 256
+_MAX_KEPT_QUERY_LENGTH = 512
 
 
 def _kept_query(kept: tuple[tuple[str, str], ...]) -> str:
-    """``urlencode(kept)``, remembered."""
+    """``urlencode(kept)``, remembered when short."""
     query = _KEPT_QUERIES.get(kept)
     if query is None:
         query = urlencode(kept)
-        if len(_KEPT_QUERIES) >= _MAX_KEPT_QUERIES:
-            _KEPT_QUERIES.clear()
-        _KEPT_QUERIES[kept] = query
+        if len(query) <= _MAX_KEPT_QUERY_LENGTH:
+            if len(_KEPT_QUERIES) >= _MAX_KEPT_QUERIES:
+                _KEPT_QUERIES.clear()
+            _KEPT_QUERIES[kept] = query
     return query
 
 
