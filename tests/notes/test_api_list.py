@@ -179,7 +179,7 @@ async def test_the_link_header_is_this_query_with_the_next_cursor_or_offset(
         first = (await client.get("/api/notes", params={"limit": 2, "tag": "a b"})).json()
         query = [(k, first["next_cursor"] if k == "cursor" else v) for k, v in query]
     for _ in range(2):
-        response = await client.get("/api/notes", params=query)
+        response = await client.get("/api/notes", params=tuple(query))
         assert response.status_code == 200, response.text
         page = response.json()
         sent = response.request.url.params.multi_items()  # as httpx ordered them
