@@ -443,35 +443,20 @@ async def test_a_caller_in_line_when_the_database_disconnects_and_connects_again
     """disconnect() empties the line; a caller woken by it that finds the database connected
     again (its task ran only after connect()) is out of the line and keeps looking on its
     own, so it gets a connection once one is free instead of waiting for ever."""
-    db = Database(pg_url, max_size=1, pool_timeout=5)
-    await db.connect()
-    try:
-        holder_started = asyncio.Event()
-        release_holder = asyncio.Event()
-
-        async def hold() -> None:
-            async with db.connection() as connection:
-                await connection.fetch_val("SELECT 1")
-                holder_started.set()
-                await release_holder.wait()
-
-        holder = asyncio.create_task(hold())
-        await holder_started.wait()
-        waiter = asyncio.create_task(db.fetch_val("SELECT 3"))
-        await asyncio.sleep(0.05)
-        backend: Any = db._backend
-        # disconnect()'s first step, then a connect() before the woken caller runs: the
-        # caller is out of the line and must find its way on its own.
-        for ticket in list(backend._handoff):
-            ticket.gone = True
-            ticket.wake()
-        backend._handoff.clear()
-        await asyncio.sleep(0.3)  # past the line's look: nothing wakes it but its own timer
-        release_holder.set()
-        await holder
+    async with Database(pg_url, max_size=1, pool_timeout=5) as db:
+        async with db.connection() as connection:
+            await connection.fetch_val("SELECT 1")
+            waiter = asyncio.create_task(db.fetch_val("SELECT 3"))
+            await asyncio.sleep(0.05)
+            backend: Any = db._backend
+            # disconnect()'s first step, then a connect() before the woken caller runs: the
+            # caller is out of the line and must find its way on its own.
+            for ticket in list(backend._handoff):
+                ticket.gone = True
+                ticket.wake()
+            backend._handoff.clear()
+            await asyncio.sleep(0.3)  # past the line's look: only its own timer wakes it
         assert await asyncio.wait_for(waiter, 3) == 3
-    finally:
-        await db.disconnect()
 
 
 async def test_callers_of_a_busy_growing_pool_are_served_in_turn(pg_url: str) -> None:
