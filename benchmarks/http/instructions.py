@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,7 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import common  # noqa: E402
 import envspecs  # noqa: E402, F401  # puts benchmarks/ on the path, for benchlib
-from benchlib import envs  # noqa: E402
+from benchlib import callgrind, envs  # noqa: E402
 
 
 def _load_http_run() -> ModuleType:
@@ -59,30 +57,15 @@ def count(
     python: Path, contender: Contender, scenario: str, calls: int, env: dict[str, str]
 ) -> int:
     """Instructions of one ``asgi_load.py`` run under callgrind."""
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        str(python),
+    args = [contender.app, scenario, str(calls), *(["--factory"] if contender.factory else [])]
+    return callgrind.instructions(
         str(HERE / "asgi_load.py"),
-        contender.app,
-        scenario,
-        str(calls),
-    ]
-    if contender.factory:
-        cmd.append("--factory")
-    done = subprocess.run(
-        cmd,
-        env={**os.environ, "PYTHONHASHSEED": "0", **env},
-        capture_output=True,
-        text=True,
-        timeout=1800,
+        args,
+        env,
+        python=str(python),
         cwd=str(common.APPS),
+        timeout=1800,
     )
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        raise RuntimeError(f"{contender.key} {scenario} failed:\n{done.stderr[-3000:]}")
-    return int(found.group(1))
 
 
 def fresh_database(
